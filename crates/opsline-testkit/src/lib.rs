@@ -1,0 +1,7 @@
+//! Test support shared by every opsline crate's tests and the workspace's end-to-end tests.
+//!
+//! Servers here are real programs (OpenSSH `sshd`, Python's `aiosmtpd`, an HTTP(S) server)
+//! bound to 127.0.0.1 under a temporary folder; each is stopped, by process id, when its handle
+//! is dropped.
+
+pub mod man;
