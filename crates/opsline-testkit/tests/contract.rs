@@ -53,7 +53,8 @@ fn without(mut value: Value, keys: &[&str]) -> Value {
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([name, &child.id().to_string()]).status().expect("kill runs");
+    let status =
+        Command::new("kill").args([name, &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
 }
 
@@ -80,7 +81,10 @@ fn bare_paths_become_records_and_blank_lines_are_ignored() {
 #[test]
 fn positional_paths_are_records_and_stdin_is_not_read() {
     let output = echo(&["/x/one", "/x/two"], b"/never/read\n");
-    assert_eq!(records(&output).iter().map(|r| r["path"].clone()).collect::<Vec<_>>(), ["/x/one", "/x/two"]);
+    assert_eq!(
+        records(&output).iter().map(|r| r["path"].clone()).collect::<Vec<_>>(),
+        ["/x/one", "/x/two"]
+    );
 }
 
 #[test]
@@ -95,7 +99,8 @@ fn unknown_fields_are_kept_as_values() {
 
 #[test]
 fn nested_field_selects_the_path() {
-    let input = json!({"kind": "video", "path": "/out/v.flv", "video": {"thumbnail": "/out/v.png"}});
+    let input =
+        json!({"kind": "video", "path": "/out/v.flv", "video": {"thumbnail": "/out/v.png"}});
     let output = echo(&["--field", "video.thumbnail"], format!("{input}\n/bare\n").as_bytes());
     let out = records(&output);
     assert_eq!(out[0]["echo"], json!({"path": "/out/v.png"}));
@@ -175,7 +180,12 @@ fn usage_errors_exit_two_and_missing_inputs_exit_sixty_six() {
     let output = echo(&["--input", "/nonexistent/records.jsonl"], b"");
     assert_eq!(output.status.code(), Some(66));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("opsline-echo: error: cannot read records from /nonexistent/records.jsonl: "), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "opsline-echo: error: cannot read records from /nonexistent/records.jsonl: "
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -212,7 +222,8 @@ fn sigterm_finishes_the_stream_and_saves_state() {
     signal(&child, "-TERM");
     let status = child.wait().expect("exits");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
-    let saved: Value = serde_json::from_slice(&std::fs::read(&state).expect("state saved")).expect("JSON");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state saved")).expect("JSON");
     assert_eq!(saved["data"]["records"], 3);
     assert_eq!(std::fs::metadata(&state).expect("meta").permissions().mode() & 0o777, 0o600);
     drop(stdin);
@@ -270,7 +281,10 @@ fn kill_nine_during_saves_leaves_a_whole_state() {
         last_generation = generation;
     }
     assert!(last_generation >= 1);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert!(leftovers.len() <= 3, "only state, lock and at most one temp file: {leftovers:?}");
 }
 
@@ -280,7 +294,11 @@ fn saved_generation(state: &Path) -> u64 {
     let saved: Value = serde_json::from_slice(&text).expect("state is whole JSON after kill -9");
     let generation = saved["data"]["records"].as_u64().expect("generation");
     let padding = saved["data"]["padding"].as_str().expect("padding");
-    assert_eq!(padding.len(), format!("{generation:x}").len() << 19, "padding matches its generation");
+    assert_eq!(
+        padding.len(),
+        format!("{generation:x}").len() << 19,
+        "padding matches its generation"
+    );
     generation
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use opsline::input::InputError;
-use opsline::{Code, CommonArgs, Context, Flush, InputArgs, Record, RecordReader, RecordWriter, StateFile};
+use opsline::{
+    Code, CommonArgs, Context, Flush, InputArgs, Record, RecordReader, RecordWriter, StateFile,
+};
 use serde::{Deserialize, Serialize};
 
 /// Passes records through, noting the path each one names.
