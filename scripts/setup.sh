@@ -9,6 +9,7 @@ packages=(
   python3 python3-aiosmtpd         # a real SMTP server for notify (Debian's /usr/bin/python3)
   ffmpeg                           # convert-video drives ffmpeg and ffprobe
   systemd-journal-remote           # writes journal files for log-tail --journal tests
+  chromium                         # a real browser for the archive-web page tests
   curl zip unzip iproute2 man-db
 )
 

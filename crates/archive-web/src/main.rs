@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    opsline::cli::main::<archive_web::Cli>(archive_web::TOOL, archive_web::run)
+}
