@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    opsline::cli::main::<log_tail::Cli>(log_tail::TOOL, log_tail::run)
+}

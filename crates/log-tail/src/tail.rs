@@ -1,0 +1,466 @@
+//! One log: find where reading stopped (through rotation and truncation), read what is new,
+//! and move the saved position along only after the lines were written.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flate2::read::MultiGzDecoder;
+use opsline::exit::err;
+use opsline::{Code, StateFile, WithCode};
+use tracing::{info, warn};
+
+use crate::emit::{Emitter, Origin};
+use crate::reader::{LineReader, LineSink};
+use crate::rotation::{self, Candidate, Finder};
+use crate::state::{FINGERPRINT_LEN, Fingerprint, Position, State};
+
+/// How often the position is saved during a long read or while following.
+pub const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Options that shape how a log is tailed.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Without a saved position, start at the end.
+    pub from_end: bool,
+    /// Extra patterns for rotated files.
+    pub rotated_globs: Vec<String>,
+}
+
+/// Output, state and the shared line buffer of one run.
+#[derive(Debug)]
+pub struct Session {
+    reader: LineReader,
+    core: Core,
+}
+
+#[derive(Debug)]
+struct Core {
+    emitter: Emitter,
+    statefile: StateFile,
+    state: State,
+    dirty: bool,
+    last_save: Instant,
+}
+
+impl Session {
+    /// A session writing through `emitter` and saving `state` to `statefile`.
+    pub fn new(emitter: Emitter, statefile: StateFile, state: State, max_line: usize) -> Self {
+        let core = Core { emitter, statefile, state, dirty: false, last_save: Instant::now() };
+        Session { reader: LineReader::new(max_line), core }
+    }
+
+    /// The state as it stands (possibly not saved yet).
+    pub fn state(&self) -> &State {
+        &self.core.state
+    }
+
+    /// Changes the state; it is saved at the next checkpoint.
+    pub fn update(&mut self, change: impl FnOnce(&mut State)) {
+        change(&mut self.core.state);
+        self.core.dirty = true;
+    }
+
+    /// The emitter, for sources other than files.
+    pub fn emitter(&mut self) -> &mut Emitter {
+        &mut self.core.emitter
+    }
+
+    /// Flushes the records written so far and then saves the position that covers them.
+    pub fn save(&mut self) -> anyhow::Result<()> {
+        self.core.save()
+    }
+
+    /// Saves when there is unsaved progress and the last save is a second old.
+    pub fn maybe_save(&mut self) -> anyhow::Result<()> {
+        self.core.maybe_save()
+    }
+
+    /// How long until unsaved progress is due to be saved; `None` when all is saved.
+    pub fn save_due_in(&self) -> Option<Duration> {
+        self.core.dirty.then(|| SAVE_EVERY.saturating_sub(self.core.last_save.elapsed()))
+    }
+
+    /// Saves, flushes and returns the exit status.
+    pub fn finish(mut self) -> anyhow::Result<Code> {
+        self.core.save()?;
+        Ok(self.core.emitter.finish()?)
+    }
+}
+
+impl Core {
+    fn save(&mut self) -> anyhow::Result<()> {
+        self.emitter.flush()?;
+        self.statefile.save(&self.state)?;
+        self.dirty = false;
+        self.last_save = Instant::now();
+        Ok(())
+    }
+
+    fn set_position(&mut self, key: &str, position: Position) {
+        if self.state.files.get(key) != Some(&position) {
+            self.state.files.insert(key.to_owned(), position);
+            self.dirty = true;
+        }
+    }
+
+    fn maybe_save(&mut self) -> anyhow::Result<()> {
+        if self.dirty && self.last_save.elapsed() >= SAVE_EVERY { self.save() } else { Ok(()) }
+    }
+}
+
+/// One log given on the command line.
+#[derive(Debug)]
+pub struct Tailer {
+    log: PathBuf,
+    key: String,
+    finder: Finder,
+    from_end: bool,
+    open: Option<Held>,
+    warned_missing: bool,
+}
+
+/// The file being read, kept open while following so that lines written to it after a rename
+/// or deletion are not lost.
+#[derive(Debug)]
+struct Held {
+    file: File,
+    dev: u64,
+    inode: u64,
+}
+
+/// A file to read from some offset on.
+struct Source {
+    file: File,
+    path: PathBuf,
+    gz: bool,
+    dev: u64,
+    inode: u64,
+    start: u64,
+    head: Vec<u8>,
+    has_data: bool,
+}
+
+impl Source {
+    fn open(path: &Path, gz: bool, start: u64) -> io::Result<Self> {
+        let file = File::open(path)?;
+        Source::from_file(file, path, gz, start)
+    }
+
+    fn from_file(file: File, path: &Path, gz: bool, start: u64) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        let head = rotation::head(&file, gz)?;
+        Ok(Source {
+            file,
+            path: path.to_owned(),
+            gz,
+            dev: meta.dev(),
+            inode: meta.ino(),
+            start,
+            has_data: meta.len() > 0,
+            head,
+        })
+    }
+
+    fn position(&self, offset: u64) -> Position {
+        Position {
+            source: self.path.to_string_lossy().into_owned(),
+            dev: self.dev,
+            inode: self.inode,
+            offset,
+            fingerprint: self.fingerprint(),
+        }
+    }
+
+    /// The fingerprint covers the file's first bytes as read at open (bytes once written do
+    /// not change unless the file is truncated), up to [`FINGERPRINT_LEN`].
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.head)
+    }
+
+    /// Re-reads a short head, so that a file that has grown gets a longer fingerprint.
+    fn refresh_head(&mut self) -> io::Result<()> {
+        if !self.gz && self.head.len() < FINGERPRINT_LEN {
+            self.head = rotation::head(&self.file, false)?;
+        }
+        Ok(())
+    }
+
+    fn stream(&mut self) -> io::Result<Box<dyn Read + '_>> {
+        if self.gz {
+            let mut decoder =
+                MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, &self.file));
+            let skipped = io::copy(&mut (&mut decoder).take(self.start), &mut io::sink())?;
+            if skipped < self.start {
+                self.start = skipped;
+            }
+            return Ok(Box::new(decoder));
+        }
+        (&self.file).seek(SeekFrom::Start(self.start))?;
+        Ok(Box::new(&self.file))
+    }
+}
+
+impl Tailer {
+    /// A tailer for `log`.
+    pub fn new(log: &Path, options: &Options) -> anyhow::Result<Self> {
+        let log = absolute(log);
+        Ok(Tailer {
+            key: log.to_string_lossy().into_owned(),
+            finder: Finder::new(&log, &options.rotated_globs)?,
+            log,
+            from_end: options.from_end,
+            open: None,
+            warned_missing: false,
+        })
+    }
+
+    /// The folders to watch for this log.
+    pub fn folders(&self) -> Vec<PathBuf> {
+        self.finder.folders()
+    }
+
+    /// True when a change to `name` in a watched folder may concern this log.
+    pub fn concerns(&self, name: &std::ffi::OsStr) -> bool {
+        self.finder.concerns(name)
+    }
+
+    /// Reads everything new and moves the position along.
+    pub fn step(&mut self, session: &mut Session) -> anyhow::Result<()> {
+        let meta = self.stat()?;
+        let saved = session.core.state.files.get(&self.key).cloned();
+        let Some(pos) = saved else { return self.first_read(session, meta) };
+        if let Some(meta) = meta.as_ref().filter(|m| (m.dev(), m.ino()) == (pos.dev, pos.inode)) {
+            let file = self.take_held(pos.dev, pos.inode).map_or_else(|| File::open(&self.log), Ok);
+            let file =
+                file.with_code(Code::IoErr, || format!("cannot open {}", self.log.display()))?;
+            let mut source = Source::from_file(file, &self.log, false, pos.offset)
+                .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))?;
+            if meta.len() < pos.offset || !pos.fingerprint.matches(&source.head) {
+                warn!(
+                    "{} was truncated or replaced (copytruncate?); reading it again from the start: \
+                     lines written between the copy and the truncation may be missing",
+                    self.log.display()
+                );
+                source.start = 0;
+            }
+            return self.read_sources(session, vec![source]);
+        }
+        let current = meta.as_ref().map(|m| (m.dev(), m.ino()));
+        let candidates = self.finder.candidates(current);
+        let mut sources = self.locate(&pos, &candidates);
+        if sources.is_empty() && meta.is_some() {
+            warn!(
+                "{} is another file now and the file last read ({}, inode {}) was not found among \
+                 its rotated files: reading the new file from the start; lines the old one had \
+                 not given yet may be missing",
+                self.log.display(),
+                pos.source,
+                pos.inode
+            );
+        }
+        if meta.is_some() {
+            match Source::open(&self.log, false, 0) {
+                Ok(source) => sources.push(source),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()));
+                }
+            }
+        }
+        if sources.is_empty() {
+            if !self.warned_missing {
+                warn!("{} is missing; keeping its position until it returns", self.log.display());
+            }
+            self.warned_missing = true;
+            return Ok(());
+        }
+        self.warned_missing = false;
+        self.read_sources(session, sources)
+    }
+
+    fn stat(&self) -> anyhow::Result<Option<fs::Metadata>> {
+        match fs::metadata(&self.log) {
+            Ok(meta) if meta.is_dir() => Err(err(
+                Code::Usage,
+                format!("{} is a directory, not a log file", self.log.display()),
+            )),
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                Err(e).with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))
+            }
+        }
+    }
+
+    fn first_read(
+        &mut self,
+        session: &mut Session,
+        meta: Option<fs::Metadata>,
+    ) -> anyhow::Result<()> {
+        let Some(meta) = meta else {
+            return Err(err(
+                Code::NoInput,
+                format!("{}: no such file (and no saved position for it)", self.log.display()),
+            ));
+        };
+        let file = File::open(&self.log)
+            .with_code(Code::IoErr, || format!("cannot open {}", self.log.display()))?;
+        let start = if self.from_end { last_line_end(&file, meta.len()) } else { 0 };
+        let source = Source::from_file(file, &self.log, false, start)
+            .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))?;
+        self.read_sources(session, vec![source])
+    }
+
+    fn take_held(&mut self, dev: u64, inode: u64) -> Option<File> {
+        match self.open.take() {
+            Some(held) if (held.dev, held.inode) == (dev, inode) => Some(held.file),
+            _ => None,
+        }
+    }
+
+    /// The file last read (from its saved offset) and every rotated file newer than it.
+    fn locate(&mut self, pos: &Position, candidates: &[Candidate]) -> Vec<Source> {
+        let held = self.take_held(pos.dev, pos.inode);
+        let (index, found) = find(pos, candidates).unzip();
+        let old = match (held, found) {
+            (Some(file), _) => {
+                let path = index
+                    .map_or_else(|| PathBuf::from(&pos.source), |i| candidates[i].path.clone());
+                Source::from_file(file, &path, false, pos.offset).ok()
+            }
+            (None, found) => found,
+        };
+        let Some(mut old) = old else { return Vec::new() };
+        if old.gz {
+            (old.dev, old.inode) = (pos.dev, pos.inode);
+        }
+        let newer = index.map_or(candidates.len(), |i| i + 1);
+        let mut sources = vec![old];
+        for candidate in &candidates[newer..] {
+            match Source::open(&candidate.path, candidate.gz, 0) {
+                Ok(source) => sources.push(source),
+                Err(e) => warn!("cannot read rotated file {}: {e}", candidate.path.display()),
+            }
+        }
+        sources
+    }
+
+    /// Reads the sources in order. Each but the last is read to its end, a last line without
+    /// newline included, once a later file holds data (the writer has moved on); until then
+    /// reading stops in it, so lines still written to it are not lost.
+    fn read_sources(&mut self, session: &mut Session, sources: Vec<Source>) -> anyhow::Result<()> {
+        let data_after: Vec<bool> = {
+            let mut later = false;
+            let mut flags: Vec<bool> = sources
+                .iter()
+                .rev()
+                .map(|s| {
+                    let flag = later;
+                    later |= s.has_data;
+                    flag
+                })
+                .collect();
+            flags.reverse();
+            flags
+        };
+        for (mut source, finish) in sources.into_iter().zip(data_after) {
+            session.core.set_position(&self.key, source.position(source.start));
+            if source.path != self.log {
+                info!("reading {} from offset {}", source.path.display(), source.start);
+            }
+            self.read_one(session, &mut source, finish)?;
+            if !finish {
+                if !source.gz {
+                    self.open =
+                        Some(Held { file: source.file, dev: source.dev, inode: source.inode });
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_one(
+        &self,
+        session: &mut Session,
+        source: &mut Source,
+        finish: bool,
+    ) -> anyhow::Result<()> {
+        let origin = Origin::new(&self.key, &source.path.to_string_lossy(), source.inode);
+        let message = format!("cannot read {}", source.path.display());
+        let what = || message.clone();
+        let start = source.start;
+        let mut stream = source.stream().with_code(Code::IoErr, what)?;
+        let mut sink = Checkpoints { core: &mut session.core, key: &self.key, origin: &origin };
+        let read = session.reader.read(&mut stream, start, finish, &mut sink);
+        drop(stream);
+        let end = read?;
+        source.refresh_head().with_code(Code::IoErr, what)?;
+        session.core.set_position(&self.key, source.position(end));
+        Ok(())
+    }
+}
+
+/// The rotated file that holds the saved position: by device and inode (its first bytes
+/// unchanged), else a compressed file whose content starts with the saved fingerprint (newest
+/// first).
+fn find(pos: &Position, candidates: &[Candidate]) -> Option<(usize, Source)> {
+    let by_inode = candidates.iter().position(|c| (c.dev, c.inode) == (pos.dev, pos.inode));
+    let gz = candidates.iter().enumerate().rev().filter(|(_, c)| c.gz).map(|(i, _)| i);
+    by_inode.into_iter().chain(gz).find_map(|i| {
+        let source = Source::open(&candidates[i].path, candidates[i].gz, pos.offset).ok()?;
+        pos.fingerprint.matches(&source.head).then_some((i, source))
+    })
+}
+
+/// Hands lines to the emitter and saves the position every second, after flushing.
+struct Checkpoints<'a> {
+    core: &'a mut Core,
+    key: &'a str,
+    origin: &'a Origin,
+}
+
+impl LineSink for Checkpoints<'_> {
+    fn block(&mut self, data: &[u8], offset: u64) -> anyhow::Result<()> {
+        self.core.emitter.block(self.origin, data, offset)
+    }
+
+    fn long_line(&mut self, prefix: &[u8], offset: u64) -> anyhow::Result<()> {
+        self.core.emitter.long_line(self.origin, prefix, offset)
+    }
+
+    fn consumed(&mut self, offset: u64) -> anyhow::Result<()> {
+        if let Some(position) = self.core.state.files.get_mut(self.key)
+            && position.offset != offset
+        {
+            position.offset = offset;
+            self.core.dirty = true;
+        }
+        self.core.maybe_save()
+    }
+}
+
+/// Where the last complete line ends (`--from-end`): the current end unless the file ends
+/// inside a line, which is then read once complete.
+fn last_line_end(file: &File, size: u64) -> u64 {
+    const LOOK: u64 = 64 * 1024;
+    let from = size.saturating_sub(LOOK);
+    let mut tail = vec![0; (size - from) as usize];
+    if file.read_exact_at(&mut tail, from).is_err() {
+        return size;
+    }
+    match memchr::memrchr(b'\n', &tail) {
+        Some(at) => from + at as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    }
+}
+
+/// The path made absolute without resolving links (a cron job and a shell agree on it).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
