@@ -1,0 +1,396 @@
+//! One file, start to end: name the outputs, skip them when they are up to date, validate the
+//! source, run ffmpeg into temporary names, check the result, and only then give the files
+//! their final names. A failure leaves nothing behind; the source is never touched.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use opsline::Shutdown;
+use serde_json::Value;
+
+use crate::child::{self, Ending, Limits};
+use crate::plan::{
+    Encoding, ImageFormat, Plan, Target, Thumbnail, ffmpeg_args, source_tag, thumbnail_time,
+};
+use crate::probe::{self, Probe, Problem};
+use crate::progress::Bar;
+
+/// Everything a conversion needs besides the file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The ffmpeg program.
+    pub ffmpeg: PathBuf,
+    /// The ffprobe program.
+    pub ffprobe: PathBuf,
+    /// The container to convert to.
+    pub target: Target,
+    /// Where outputs go; beside the source when `None`.
+    pub out_dir: Option<PathBuf>,
+    /// Container and codec names a source may use.
+    pub allow: Vec<String>,
+    /// Encoder settings.
+    pub encoding: Encoding,
+    /// Replace outputs that exist but are not up to date.
+    pub overwrite: bool,
+    /// Also write the metadata beside the output as `NAME.json`.
+    pub metadata_json: bool,
+    /// Where the thumbnail is taken.
+    pub thumbnail_at: At,
+    /// Thumbnail width in pixels.
+    pub thumbnail_width: u32,
+    /// Thumbnail image format.
+    pub thumbnail_format: ImageFormat,
+    /// Wall-clock limit per file.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// A point in a video.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum At {
+    /// A share of the duration, 0–100.
+    Percent(f64),
+    /// Seconds from the start.
+    Seconds(f64),
+}
+
+impl std::str::FromStr for At {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("\"{text}\" is neither seconds (12.5) nor a share of the duration (10%)");
+        let (number, percent) = match text.trim().strip_suffix('%') {
+            Some(number) => (number, true),
+            None => (text.trim().trim_end_matches('s'), false),
+        };
+        let value: f64 = number.trim().parse().map_err(|_| bad())?;
+        match (percent, value) {
+            (_, v) if !v.is_finite() || v < 0.0 => Err(bad()),
+            (true, v) if v > 100.0 => Err(bad()),
+            (true, v) => Ok(At::Percent(v)),
+            (false, v) => Ok(At::Seconds(v)),
+        }
+    }
+}
+
+impl At {
+    fn seconds(self, duration: Option<f64>) -> f64 {
+        match self {
+            At::Seconds(s) => s,
+            At::Percent(p) => duration.unwrap_or(0.0) * p / 100.0,
+        }
+    }
+}
+
+/// The files a conversion produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// The converted video.
+    pub video: PathBuf,
+    /// The thumbnail image.
+    pub thumbnail: PathBuf,
+    /// The metadata sidecar, with `--metadata-json`.
+    pub sidecar: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// The names for `source`: its stem with the new extensions, in `--out-dir` or beside it.
+    pub fn for_source(source: &Path, settings: &Settings) -> Result<Outputs, String> {
+        let stem = source.file_stem().ok_or("the path does not name a file")?;
+        let dir = match &settings.out_dir {
+            Some(dir) => dir.clone(),
+            None => source.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let named = |extension: &str| {
+            let mut name = stem.to_os_string();
+            name.push(".");
+            name.push(extension);
+            dir.join(name)
+        };
+        Ok(Outputs {
+            video: named(settings.target.extension()),
+            thumbnail: named(settings.thumbnail_format.extension()),
+            sidecar: settings.metadata_json.then(|| named("json")),
+        })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.video, &self.thumbnail].into_iter().chain(self.sidecar.as_ref())
+    }
+}
+
+/// A finished conversion (or a skipped one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// The files.
+    pub outputs: Outputs,
+    /// True when no stream was encoded; `None` when the output was already there.
+    pub remuxed: Option<bool>,
+    /// The output's metadata.
+    pub metadata: Value,
+    /// True when an up-to-date output existed and nothing was done.
+    pub skipped: bool,
+}
+
+/// Converts one file.
+pub fn convert(
+    source: &Path,
+    settings: &Settings,
+    shutdown: &Shutdown,
+    bar: &Bar,
+) -> Result<Done, String> {
+    let limits = Limits {
+        deadline: settings.timeout.map(|t| Instant::now() + t),
+        grace: settings.grace,
+        shutdown: shutdown.clone(),
+    };
+    let outputs = Outputs::for_source(source, settings)?;
+    let source_time = modified(source).map_err(|e| source_error(&e))?;
+    if same_file(source, &outputs.video) {
+        return Err("the output would replace the source: choose another --out-dir or --to".into());
+    }
+    if let Some(done) = up_to_date(source, source_time, &outputs, settings, &limits)? {
+        return Ok(done);
+    }
+    let probe = probe::probe(&settings.ffprobe, source, &limits).map_err(|p| p.to_string())?;
+    probe::validate(&probe, &settings.allow).map_err(|p| p.to_string())?;
+    let plan = Plan::choose(&probe, settings.target, &settings.encoding)
+        .ok_or_else(|| Problem::NoVideoStream.to_string())?;
+    bar.start(source, probe.duration);
+    let temps = Temps::for_outputs(&outputs);
+    transcode(source, &probe, &plan, settings, &temps, &limits, bar)?;
+    let produced = probe::probe(&settings.ffprobe, &temps.video, &limits)
+        .map_err(|p| format!("the converted file failed its check: {p}"))?;
+    verify(&probe, &produced, &plan, &temps)?;
+    let metadata = probe::metadata(&produced);
+    if let Some(sidecar) = &temps.sidecar {
+        write_sidecar(sidecar, &metadata)?;
+    }
+    temps.commit(&outputs, settings.overwrite)?;
+    Ok(Done { outputs, remuxed: Some(plan.is_remux()), metadata, skipped: false })
+}
+
+fn source_error(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "the file does not exist (any more)".to_owned(),
+        _ => format!("the file cannot be read: {error}"),
+    }
+}
+
+fn modified(path: &Path) -> io::Result<std::time::SystemTime> {
+    fs::metadata(path)?.modified()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    absolute(a) == absolute(b)
+}
+
+/// The existing outputs when they are newer than the source, made from it and still
+/// readable; an error
+/// when other files stand where the outputs go and `--overwrite` was not given.
+fn up_to_date(
+    source: &Path,
+    source_time: std::time::SystemTime,
+    outputs: &Outputs,
+    settings: &Settings,
+    limits: &Limits,
+) -> Result<Option<Done>, String> {
+    let fresh = |path: &Path| modified(path).is_ok_and(|t| t >= source_time);
+    if fresh(&outputs.video)
+        && fresh(&outputs.thumbnail)
+        && let Ok(existing) = probe::probe(&settings.ffprobe, &outputs.video, limits)
+        && existing.comment.as_deref().map(OsStr::new) == Some(&*source_tag(source, ""))
+    {
+        let metadata = probe::metadata(&existing);
+        if let Some(sidecar) = outputs.sidecar.as_ref().filter(|s| !fresh(s)) {
+            write_sidecar(sidecar, &metadata)?;
+        }
+        return Ok(Some(Done { outputs: outputs.clone(), remuxed: None, metadata, skipped: true }));
+    }
+    if settings.overwrite {
+        return Ok(None);
+    }
+    match outputs.all().find(|path| path.symlink_metadata().is_ok()) {
+        Some(path) => Err(format!(
+            "{} already exists and is not an up-to-date conversion of this file; pass --overwrite to replace it",
+            path.display()
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Runs ffmpeg; on any failure its partial files are removed (by [`Temps`]' drop).
+fn transcode(
+    source: &Path,
+    probe: &Probe,
+    plan: &Plan,
+    settings: &Settings,
+    temps: &Temps,
+    limits: &Limits,
+    bar: &Bar,
+) -> Result<(), String> {
+    let at = thumbnail_time(settings.thumbnail_at.seconds(probe.duration), probe);
+    let thumbnail =
+        Thumbnail { at, width: settings.thumbnail_width, format: settings.thumbnail_format };
+    let args =
+        ffmpeg_args(plan, &settings.encoding, &thumbnail, source, &temps.video, &temps.thumbnail);
+    let mut command = Command::new(&settings.ffmpeg);
+    command.args(&args);
+    tracing::debug!(?args, "running ffmpeg");
+    let finished = child::run(command, limits, &mut |line: &str| {
+        if let Some(micros) = line.strip_prefix("out_time_us=").and_then(|v| v.parse().ok()) {
+            bar.advance(micros);
+        }
+    })
+    .map_err(|e| format!("ffmpeg could not be run: {e}"))?;
+    match finished.ending {
+        Ending::Exited(_) if finished.succeeded() => Ok(()),
+        Ending::Exited(_) => Err(format!("ffmpeg failed: {}", finished.last_complaint())),
+        Ending::TimedOut => Err(format!(
+            "the conversion took longer than --timeout ({:.1} s) and was stopped",
+            settings.timeout.unwrap_or_default().as_secs_f64()
+        )),
+        Ending::Stopped => Err("the conversion was stopped: the tool was asked to stop".to_owned()),
+    }
+}
+
+/// ffmpeg can exit 0 with a short or empty result: the output must hold the planned codecs
+/// for (nearly) the source's whole duration, and the thumbnail must exist.
+fn verify(source: &Probe, produced: &Probe, plan: &Plan, temps: &Temps) -> Result<(), String> {
+    let fail = |why: String| Err(format!("the converted file failed its check: {why}"));
+    let (video, audio) = plan.expected_codecs();
+    let got_video = produced.video.as_ref().map(|s| s.codec.as_str());
+    if got_video != Some(video.as_str()) {
+        return fail(format!("expected {video} video, found {}", got_video.unwrap_or("none")));
+    }
+    let got_audio = produced.audio.as_ref().map(|s| s.codec.clone());
+    if got_audio != audio {
+        return fail(format!("expected {audio:?} audio, found {got_audio:?}"));
+    }
+    if let (Some(want), Some(got)) = (source.duration, produced.duration)
+        && got < want - duration_slack(want)
+    {
+        return fail(format!("it lasts {got:.2} s, the source {want:.2} s"));
+    }
+    match fs::metadata(&temps.thumbnail) {
+        Ok(meta) if meta.len() > 0 => Ok(()),
+        _ => fail("no thumbnail was written".to_owned()),
+    }
+}
+
+/// How much shorter than the source a good output may be: containers round and trim the
+/// last audio frame or video frame differently.
+fn duration_slack(duration: f64) -> f64 {
+    0.25 + duration * 0.02
+}
+
+fn write_sidecar(path: &Path, metadata: &Value) -> Result<(), String> {
+    let mut text = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+    text.push(b'\n');
+    opsline::state::write_atomic(path, &text)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Distinguishes the temporary names of jobs running at once in one process.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// Temporary names beside the final ones (hidden, `.NAME.PID-N.part`), removed on drop
+/// unless committed.
+#[derive(Debug)]
+struct Temps {
+    video: PathBuf,
+    thumbnail: PathBuf,
+    sidecar: Option<PathBuf>,
+    committed: bool,
+}
+
+impl Temps {
+    fn for_outputs(outputs: &Outputs) -> Temps {
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        let temp = |path: &Path| {
+            let mut name = OsString::from(".");
+            name.push(path.file_name().unwrap_or_default());
+            name.push(format!(".{}-{n}.part", std::process::id()));
+            path.with_file_name(name)
+        };
+        Temps {
+            video: temp(&outputs.video),
+            thumbnail: temp(&outputs.thumbnail),
+            sidecar: outputs.sidecar.as_deref().map(temp),
+            committed: false,
+        }
+    }
+
+    /// Gives the files their final names, the video last: once it exists, so do the others.
+    /// When one cannot be placed, the ones already placed (new files, without `overwrite`)
+    /// are removed again.
+    fn commit(mut self, outputs: &Outputs, overwrite: bool) -> Result<(), String> {
+        let mut moves = Vec::new();
+        if let (Some(temp), Some(last)) = (&self.sidecar, &outputs.sidecar) {
+            moves.push((temp, last));
+        }
+        moves.push((&self.thumbnail, &outputs.thumbnail));
+        moves.push((&self.video, &outputs.video));
+        let mut placed = Vec::new();
+        for (temp, last) in moves {
+            if let Err(e) = place(temp, last, overwrite) {
+                if !overwrite {
+                    placed.iter().for_each(|p| drop(fs::remove_file(p)));
+                }
+                return Err(e);
+            }
+            placed.push(last);
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// Renames `temp` to `last`; without `overwrite` an existing `last` (made meanwhile by
+/// someone else) is kept and the rename fails.
+fn place(temp: &Path, last: &Path, overwrite: bool) -> Result<(), String> {
+    let flags = if overwrite { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
+    renameat2(AT_FDCWD, temp, AT_FDCWD, last, flags).map_err(|e| match e {
+        nix::errno::Errno::EEXIST => {
+            format!("{} appeared while converting; pass --overwrite to replace it", last.display())
+        }
+        e => format!("cannot rename {} to {}: {e}", temp.display(), last.display()),
+    })
+}
+
+impl Drop for Temps {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for path in [&self.video, &self.thumbnail].into_iter().chain(self.sidecar.as_ref()) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbnail_time_is_seconds_or_a_share() {
+        assert_eq!("10%".parse::<At>(), Ok(At::Percent(10.0)));
+        assert_eq!("2.5".parse::<At>(), Ok(At::Seconds(2.5)));
+        assert_eq!("3s".parse::<At>(), Ok(At::Seconds(3.0)));
+        assert!("150%".parse::<At>().is_err());
+        assert!("-1".parse::<At>().is_err());
+        assert!("soon".parse::<At>().is_err());
+        assert_eq!(At::Percent(10.0).seconds(Some(30.0)), 3.0);
+    }
+}
