@@ -1,0 +1,136 @@
+//! `notify`: tell people what happened, per record or as a digest, by e-mail, Mattermost,
+//! Pushover or webhook, passing every record on with `"notified"` added.
+
+pub mod channel;
+pub mod digest;
+pub mod http;
+pub mod interval;
+pub mod limit;
+pub mod notifier;
+pub mod options;
+pub mod redact;
+pub mod retry;
+pub mod setup;
+pub mod template;
+
+use crossbeam_channel::{Receiver, select};
+use opsline::{Code, Context, Flush, RecordReader, RecordWriter};
+use serde_json::{Map, Value};
+
+pub use options::Cli;
+
+use crate::digest::Digest;
+use crate::notifier::{NOTIFIED, Notifier, Outcome};
+
+/// The tool's name.
+pub const TOOL: &str = "notify";
+
+/// Examples for the man page.
+pub const EXAMPLES: &[opsline::man::Example] = &[
+    opsline::man::Example {
+        title: "Mail each uploader that their converted video is ready, with the thumbnail attached.",
+        command: "watch-uploads --users users.json /srv/sftp | convert-video --to flv | notify --smtp smtp://mail.example.org:587 --smtp-user notify --smtp-password-file /etc/opsline/smtp.pw --from 'Videos <videos@example.org>' --to-field user.email --attach-field video.thumbnail",
+    },
+    opsline::man::Example {
+        title: "Nightly recap of the backup by e-mail with the log attached, and to Mattermost.",
+        command: "backup-pipeline 2>backup.log | NOTIFY_MATTERMOST_URL=$(cat /etc/opsline/mm.url) notify --digest --smtp smtps://mail.example.org --from backup@example.org --to admin@example.org --attach backup.log --mattermost --channel ops",
+    },
+    opsline::man::Example {
+        title: "Push every SSH login to the admin's phone, at most 10 a minute.",
+        command: "log-tail --journal --unit ssh --parse sshd --follow | notify --pushover --pushover-token-file /etc/opsline/po.token --pushover-user-file /etc/opsline/po.user --max-per-minute 10 --priority 1",
+    },
+    opsline::man::Example {
+        title: "See what would be sent, without sending.",
+        command: "notify --dry-run --webhook https://hooks.example.org/in --webhook-format slack < records.jsonl",
+    },
+];
+
+/// Runs the tool.
+pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
+    let (http, parts) = setup::Setup::new(&cli, ctx)?.into_parts()?;
+    let mut notifier = parts.build(&cli, &http);
+    let flush = if cli.digest && cli.every.is_none() { Flush::Buffered } else { Flush::EachRecord };
+    let mut out = RecordWriter::stdout(ctx.tool, flush)?;
+    if cli.digest {
+        run_digest(&cli, ctx, &mut notifier, &mut out)?;
+    } else {
+        for item in RecordReader::start(ctx.tool, &cli.input, &ctx.shutdown) {
+            let mut record = item.map_err(opsline::input::InputError::into_fatal)?;
+            notifier.notify_record(&mut record);
+            out.write(&record)?;
+        }
+    }
+    if notifier.suppressed() > 0 {
+        tracing::warn!("{} message(s) not sent because of --max-per-minute", notifier.suppressed());
+    }
+    let code = out.finish()?;
+    Ok(if notifier.undelivered() > 0 { code.worst(Code::TempFail) } else { code })
+}
+
+/// Collects records into digests, sending one every `--every` and one at the end of input.
+fn run_digest(
+    cli: &Cli,
+    ctx: &Context,
+    notifier: &mut Notifier<'_>,
+    out: &mut RecordWriter,
+) -> anyhow::Result<()> {
+    let records = forward(RecordReader::start(ctx.tool, &cli.input, &ctx.shutdown));
+    let ticks = match cli.every {
+        Some(every) => crossbeam_channel::tick(every.0),
+        None => crossbeam_channel::never(),
+    };
+    let mut digest = Digest::new(cli.digest_limit);
+    let queued = queued_note();
+    loop {
+        select! {
+            recv(records) -> item => {
+                let Ok(item) = item else { break };
+                let mut record = item.map_err(opsline::input::InputError::into_fatal)?;
+                digest.add(&record);
+                record.insert(NOTIFIED, queued.clone());
+                out.write(&record)?;
+            }
+            recv(ticks) -> _ => send_digest(notifier, &mut digest),
+        }
+    }
+    send_digest(notifier, &mut digest);
+    Ok(())
+}
+
+fn queued_note() -> Value {
+    let mut note = Map::new();
+    note.insert("digest".into(), "queued".into());
+    Value::Object(note)
+}
+
+fn send_digest(notifier: &mut Notifier<'_>, digest: &mut Digest) {
+    if digest.is_empty() {
+        tracing::info!("no records since the last digest; nothing sent");
+        return;
+    }
+    let summary = digest.take();
+    match notifier.notify_digest(&summary) {
+        Outcome::Sent => tracing::info!("digest of {} records sent", summary.count),
+        Outcome::Suppressed => tracing::warn!("digest not sent: over --max-per-minute"),
+        Outcome::Undelivered(why) => {
+            tracing::error!("digest of {} records not delivered: {why}", summary.count)
+        }
+    }
+}
+
+/// Moves the reader onto a channel so that the digest loop can wait on records and on its
+/// timer at once.
+fn forward(reader: RecordReader) -> Receiver<opsline::input::Item> {
+    let (sender, receiver) = crossbeam_channel::bounded(1024);
+    std::thread::Builder::new()
+        .name("digest-input".into())
+        .spawn(move || {
+            for item in reader {
+                if sender.send(item).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("the input thread starts");
+    receiver
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    opsline::cli::main::<notify::Cli>(notify::TOOL, notify::run)
+}
