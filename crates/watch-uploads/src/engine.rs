@@ -94,12 +94,15 @@ pub struct Engine<W: Write> {
     own_renames: HashSet<PathBuf>,
     tree: Option<Tree>,
     out: RecordWriter<W>,
-    writers: Option<HashSet<Inode>>,
+    writers: Option<(Instant, HashSet<Inode>)>,
     save_at: Option<Instant>,
     rescan_at: Option<Instant>,
     watch_limit_warned: bool,
     stats: Stats,
 }
+
+/// How long one look at the open writers is trusted.
+const WRITERS_FRESH: Duration = Duration::from_millis(50);
 
 /// Files remembered as closed (for link renames) are kept this long at most.
 const CLOSED_MEMORY: Duration = Duration::from_secs(600);
@@ -491,7 +494,6 @@ impl<W: Write> Engine<W> {
     fn offer_at(&mut self, path: PathBuf, candidate: Candidate, at: Instant) -> anyhow::Result<()> {
         if at <= Instant::now() {
             self.pending.remove(&path);
-            self.writers = None;
             self.judge(path, candidate)
         } else {
             self.pending.schedule(path, candidate, at);
@@ -501,8 +503,6 @@ impl<W: Write> Engine<W> {
 
     fn judge_due(&mut self, now: Instant) -> anyhow::Result<()> {
         let due = self.pending.take_due(now);
-        // One look at open writers serves the whole batch.
-        self.writers = None;
         for (path, candidate) in due {
             self.judge(path, candidate)?;
         }
@@ -547,8 +547,14 @@ impl<W: Write> Engine<W> {
         self.report(path, candidate, &meta, login.as_deref())
     }
 
+    /// Files open for writing. One look at /proc serves every file judged within
+    /// [`WRITERS_FRESH`], so a batch of thousands costs one scan, not thousands.
     fn open_writers(&mut self) -> &HashSet<Inode> {
-        self.writers.get_or_insert_with(writers::open_for_writing)
+        let now = Instant::now();
+        if self.writers.as_ref().is_none_or(|(at, _)| now.duration_since(*at) > WRITERS_FRESH) {
+            self.writers = Some((now, writers::open_for_writing()));
+        }
+        &self.writers.as_ref().expect("set above").1
     }
 
     fn sftp_verdict(&mut self, path: &Path) -> Verdict {
