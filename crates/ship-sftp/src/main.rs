@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    opsline::cli::main::<ship_sftp::Cli>(ship_sftp::TOOL, ship_sftp::run)
+}

@@ -1,0 +1,244 @@
+//! Upload mode against a real OpenSSH server.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use common::*;
+use opsline_testkit::sshd::{SshAccount, Sshd};
+use serde_json::json;
+
+#[test]
+fn upload_with_sha256_over_a_shell_account() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let big = pattern_file(&local.path().join("dump-20250630.zip"), 5 << 20, 1);
+    let odd = pattern_file(&local.path().join("it's a \"quoted\" name.txt"), 1000, 2);
+    age(&big, 3600);
+    let remote_dir = format!("{}/backups/tse", sshd.remote_dir(SshAccount::Shell));
+    let mut command = ship(&sshd, SshAccount::Shell, &remote_dir);
+    command.args(["--verify", "sha256"]);
+    let input = format!(
+        "{}\n{}\n{{\"kind\":\"note\",\"text\":\"no path\"}}\n",
+        json!({"kind": "dump", "path": big, "user": {"email": "a@b"}}),
+        odd.display()
+    );
+    let (code, records, stderr) = parse(&run_with(command, &input));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records.len(), 3, "{records:?}");
+    let note = records.iter().find(|r| r["kind"] == "note").unwrap();
+    assert_eq!(note["text"], "no path");
+    let dump = records.iter().find(|r| r["path"] == json!(big)).unwrap();
+    assert_eq!(dump["kind"], "shipped");
+    assert_eq!(dump["user"]["email"], "a@b", "other fields are kept");
+    let sftp = &dump["sftp"];
+    assert_eq!(sftp["host"], format!("127.0.0.1:{}", sshd.port()));
+    assert_eq!(sftp["remote"], format!("{remote_dir}/dump-20250630.zip"));
+    assert_eq!(sftp["bytes"], 5 << 20);
+    assert_eq!(sftp["sha256"], sha256(&big));
+    assert!(sftp["seconds"].as_f64().unwrap() >= 0.0);
+    assert!(sftp.get("skipped").is_none());
+
+    let server_dir = sshd.upload_dir(SshAccount::Shell).join("backups/tse");
+    assert_eq!(names(&server_dir), ["dump-20250630.zip", "it's a \"quoted\" name.txt"]);
+    let arrived = server_dir.join("dump-20250630.zip");
+    assert_eq!(fs::read(&arrived).unwrap(), fs::read(&big).unwrap());
+    let (here, there) = (fs::metadata(&big).unwrap(), fs::metadata(&arrived).unwrap());
+    assert_eq!(there.mtime(), here.mtime(), "mtime preserved");
+    assert_eq!(there.atime(), here.atime(), "atime set with it, not zeroed");
+    assert_eq!(
+        fs::read(server_dir.join("it's a \"quoted\" name.txt")).unwrap(),
+        fs::read(&odd).unwrap()
+    );
+
+    // The final name is only ever created by the rename of the temporary file.
+    let log = sshd.wait_for_sftp_log("name.txt\"", Duration::from_secs(5)).unwrap();
+    let final_path = format!("{remote_dir}/dump-20250630.zip");
+    assert!(!log.contains(&format!("open \"{final_path}\"")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "rename old \"{remote_dir}/.dump-20250630.zip.ship-sftp.part\" new \"{final_path}\""
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn sha256_without_a_shell_reads_the_file_back() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("archive 1.tar"), 3 << 20, 7);
+    let mut command = ship(&sshd, SshAccount::Jail, "/upload/in");
+    command.args(["--verify", "sha256"]).arg(&file);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["sha256"], sha256(&file));
+    assert_eq!(records[0]["sftp"]["remote"], "/upload/in/archive 1.tar");
+    let arrived = sshd.upload_dir(SshAccount::Jail).join("in/archive 1.tar");
+    assert_eq!(fs::read(arrived).unwrap(), fs::read(&file).unwrap());
+    // The read-back shows as a read of the whole temporary file.
+    let log = sshd.wait_for_sftp_log("rename old", Duration::from_secs(5)).unwrap();
+    assert!(log.contains(&format!("read {} written 0", 3 << 20)), "{log}");
+}
+
+#[test]
+fn size_verification_is_the_default() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("plain.bin"), 100_000, 3);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.arg(&file);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["bytes"], 100_000);
+    assert!(records[0]["sftp"].get("sha256").is_none());
+    let arrived = sshd.upload_dir(SshAccount::Shell).join("plain.bin");
+    assert_eq!(fs::read(arrived).unwrap(), fs::read(&file).unwrap());
+}
+
+#[test]
+fn rerun_skips_identical_and_refuses_different_without_overwrite() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("nightly.zip"), 200_000, 4);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let first = |extra: &[&str]| {
+        let mut command = ship(&sshd, SshAccount::Shell, &dir);
+        command.args(extra).arg(&file);
+        run(command)
+    };
+    let (code, records, stderr) = first(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(records[0]["sftp"].get("skipped").is_none());
+
+    let (code, records, stderr) = first(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["kind"], "shipped");
+    assert_eq!(records[0]["sftp"]["skipped"], true);
+
+    pattern_file(&file, 150_000, 5);
+    let (code, records, _) = first(&[]);
+    assert_eq!(code, 1);
+    let message = records[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("differs") && message.contains("--overwrite"), "{message}");
+    let arrived = sshd.upload_dir(SshAccount::Shell).join("nightly.zip");
+    assert_eq!(fs::metadata(&arrived).unwrap().len(), 200_000, "the old file is untouched");
+
+    let (code, records, stderr) = first(&["--overwrite"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(records[0]["sftp"].get("skipped").is_none());
+    assert_eq!(fs::read(&arrived).unwrap(), fs::read(&file).unwrap());
+    assert_eq!(names(&sshd.upload_dir(SshAccount::Shell)), ["nightly.zip"], "no temporary left");
+}
+
+#[test]
+fn server_killed_mid_upload_leaves_no_partial_file_and_the_retry_completes() {
+    let mut sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("big.tar"), 6 << 20, 9);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.args(["--bwlimit", "2M", "--retries", "8", "--timeout", "5"]).arg(&file);
+    let child = spawn(command);
+
+    let server_dir = sshd.upload_dir(SshAccount::Shell);
+    opsline_testkit::net::wait_until(Duration::from_secs(10), || {
+        fs::metadata(server_dir.join(".big.tar.ship-sftp.part")).is_ok_and(|m| m.len() > 1 << 20)
+    })
+    .unwrap();
+    sshd.kill_server();
+    assert!(!server_dir.join("big.tar").exists(), "no partial file under the final name");
+    sshd.restart().unwrap();
+
+    let (code, records, stderr) = parse(&child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["kind"], "shipped", "{records:?}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert_eq!(fs::read(server_dir.join("big.tar")).unwrap(), fs::read(&file).unwrap());
+    assert_eq!(names(&server_dir), ["big.tar"]);
+}
+
+#[test]
+fn a_server_that_stays_down_gives_an_error_record_and_exit_75() {
+    let mut sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("x.bin"), 1000, 1);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    sshd.kill_server();
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.args(["--retries", "2", "--keep-days", "1"]).arg(&file);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 75, "{stderr}");
+    assert_eq!(records.len(), 1, "no retention after a failure: {records:?}");
+    let message = records[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("gave up after 3 attempts"), "{message}");
+    assert_eq!(records[0]["error"]["tool"], "ship-sftp");
+}
+
+#[test]
+fn retention_deletes_old_dated_files_only_after_a_successful_upload() {
+    let sshd = Sshd::start().unwrap();
+    let server_dir = sshd.upload_dir(SshAccount::Shell);
+    let today = chrono::Local::now().date_naive();
+    let dated =
+        |days: u64| format!("dump-{}.zip", (today - chrono::Days::new(days)).format("%Y%m%d"));
+    for name in
+        [dated(40), dated(31), dated(5), "notes.txt".to_owned(), "dump-latest.zip".to_owned()]
+    {
+        fs::write(server_dir.join(&name), "old").unwrap();
+        age(&server_dir.join(&name), 90 * 86400);
+    }
+    let local = tempfile::tempdir().unwrap();
+    let new = pattern_file(&local.path().join(dated(0)), 1000, 1);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let with = |extra: &[&str], path: &std::path::Path| {
+        let mut command = ship(&sshd, SshAccount::Shell, &dir);
+        command.args(["--keep-days", "30"]).args(extra).arg(path);
+        run(command)
+    };
+
+    // A failed upload prunes nothing.
+    let (code, _, _) = with(&[], &local.path().join("missing.zip"));
+    assert_eq!(code, 1);
+    assert_eq!(names(&server_dir).len(), 5);
+
+    let (code, records, stderr) = with(&["--dry-run"], &new);
+    assert_eq!(code, 0, "{stderr}");
+    let pruned: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "pruned").collect();
+    let listed: Vec<&str> = pruned.iter().map(|r| r["sftp"]["remote"].as_str().unwrap()).collect();
+    assert_eq!(listed, [format!("{dir}/{}", dated(40)), format!("{dir}/{}", dated(31))]);
+    assert!(pruned.iter().all(|r| r["sftp"]["dry_run"] == true));
+    assert_eq!(pruned[0]["sftp"]["date"], (today - chrono::Days::new(40)).to_string());
+    assert_eq!(names(&server_dir).len(), 6, "dry run deletes nothing");
+
+    let (code, records, stderr) = with(&[], &new);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records.iter().filter(|r| r["kind"] == "pruned").count(), 2);
+    assert_eq!(records[0]["sftp"]["skipped"], true, "already shipped by the dry run");
+    let mut expected =
+        vec![dated(0), dated(5), "dump-latest.zip".to_owned(), "notes.txt".to_owned()];
+    expected.sort();
+    assert_eq!(names(&server_dir), expected, "undatable files stay");
+}
+
+#[test]
+fn retention_by_mtime_with_a_glob() {
+    let sshd = Sshd::start().unwrap();
+    let server_dir = sshd.upload_dir(SshAccount::Shell);
+    for (name, days) in [("a.tar", 10), ("b.tar", 1), ("c.log", 10)] {
+        fs::write(server_dir.join(name), "x").unwrap();
+        age(&server_dir.join(name), days * 86400);
+    }
+    let local = tempfile::tempdir().unwrap();
+    let new = pattern_file(&local.path().join("d.tar"), 10, 1);
+    let mut command = ship(&sshd, SshAccount::Shell, &sshd.remote_dir(SshAccount::Shell));
+    command.args(["--keep-days", "5", "--prune-by", "mtime", "--prune-glob", "*.tar"]).arg(&new);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records.iter().filter(|r| r["kind"] == "pruned").count(), 1, "{records:?}");
+    assert_eq!(names(&server_dir), ["b.tar", "c.log", "d.tar"]);
+}
