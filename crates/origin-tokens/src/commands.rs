@@ -1,0 +1,507 @@
+//! The subcommands: reading the inputs through the engine into each subcommand's sink.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use opsline::{Code, Context, Flush, Record, StateFile, WithCode};
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, Command, LogArgs, SnapshotArgs};
+use crate::engine::{
+    ClosedSession, Engine, Flow, KeyInfo, Options, Saved, ServerEvent, Sink, UsageEvent,
+};
+use crate::input::{feed, feed_stdin, open, order_by_first_date, unwrap_record};
+use crate::net::{Enricher, IpMatch, PcTable, parse_snapshots};
+use crate::output::{Format, Output};
+use crate::report::{By, Per, Periods, Report};
+use crate::zone::{DayClock, Zone};
+
+const STATE_VERSION: u32 = 1;
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+const EVENT_COLUMNS: &[&str] =
+    &["time", "event", "daemon", "feature", "user", "host", "licenses", "reason", "ip", "pc.name"];
+const SESSION_COLUMNS: &[&str] = &[
+    "start",
+    "end",
+    "seconds",
+    "daemon",
+    "feature",
+    "user",
+    "host",
+    "licenses",
+    "checkouts",
+    "closed_by",
+    "ip",
+    "pc.name",
+];
+const CONNECTED_COLUMNS: &[&str] = &[
+    "user",
+    "host",
+    "feature",
+    "daemon",
+    "since",
+    "seconds",
+    "licenses",
+    "checkouts",
+    "ip",
+    "pc.name",
+];
+const REPORT_USER: &[&str] = &[
+    "period",
+    "user",
+    "connected_hours",
+    "token_hours",
+    "sessions",
+    "peak_licenses",
+    "peak_at",
+    "denials",
+    "transient_denials",
+];
+const REPORT_HOST: &[&str] = &[
+    "period",
+    "host",
+    "connected_hours",
+    "token_hours",
+    "sessions",
+    "peak_licenses",
+    "peak_at",
+    "denials",
+    "transient_denials",
+];
+const REPORT_FEATURE: &[&str] = &[
+    "period",
+    "feature",
+    "connected_hours",
+    "token_hours",
+    "sessions",
+    "peak_licenses",
+    "peak_at",
+    "denials",
+    "transient_denials",
+];
+
+/// Runs the subcommand.
+pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
+    match cli.command {
+        Command::Events(log) => {
+            let setup = Setup::new(&log, None, 0)?;
+            let out = setup.output(&log, EVENT_COLUMNS)?;
+            let mut sink = Events {
+                out,
+                zone: setup.zone,
+                since: setup.since,
+                until: setup.until,
+                ips: setup.ips,
+            };
+            let (code, _) = drive(ctx, &log, setup, &mut sink, false)?;
+            Ok(Code::worst(code, sink.out.finish()?))
+        }
+        Command::Sessions(log) => {
+            let setup = Setup::new(&log, None, 0)?;
+            let out = setup.output(&log, SESSION_COLUMNS)?;
+            let mut sink = Sessions {
+                out,
+                zone: setup.zone,
+                since: setup.since,
+                until: setup.until,
+                ips: setup.ips,
+            };
+            let (code, _) = drive(ctx, &log, setup, &mut sink, true)?;
+            Ok(Code::worst(code, sink.out.finish()?))
+        }
+        Command::Report(args) => {
+            let setup = Setup::new(&args.log, None, i64::from(args.transient))?;
+            let columns = match args.by {
+                By::User => REPORT_USER,
+                By::Host => REPORT_HOST,
+                By::Feature => REPORT_FEATURE,
+            };
+            let mut out = setup.output(&args.log, columns)?;
+            let zone = setup.zone;
+            let periods = Periods::new(args.per, zone);
+            let mut report = Report::new(args.by, periods, setup.since, setup.until);
+            let (code, _) = drive(ctx, &args.log, setup, &mut report, true)?;
+            write_report(&mut out, &report, args.by, args.per, zone)?;
+            Ok(Code::worst(code, out.finish()?))
+        }
+        Command::Connected(args) => {
+            let at = args.at.as_deref().map(|t| parse_time(t, args.log.tz)).transpose()?;
+            let setup = Setup::new(&args.log, at, 0)?;
+            let mut out = setup.output(&args.log, CONNECTED_COLUMNS)?;
+            let (zone, ips) = (setup.zone, setup.ips);
+            let (code, engine) = drive(ctx, &args.log, setup, &mut NoSink, false)?;
+            let reference = at.or(engine.last_epoch()).unwrap_or_default();
+            for (key, session) in engine.open_sessions() {
+                out.emit(&connected_record(key, session, reference, zone, ips))?;
+            }
+            Ok(Code::worst(code, out.finish()?))
+        }
+        Command::Snapshot(args) => snapshot(ctx, &args),
+    }
+}
+
+/// What every log-reading subcommand prepares.
+#[derive(Debug)]
+struct Setup {
+    zone: Zone,
+    since: Option<i64>,
+    until: Option<i64>,
+    ips: bool,
+    engine: Engine,
+}
+
+impl Setup {
+    fn new(log: &LogArgs, at: Option<i64>, transient_secs: i64) -> anyhow::Result<Setup> {
+        let zone = log.tz;
+        let since = log.since.as_deref().map(|t| parse_time(t, zone)).transpose()?;
+        let until = log.until.as_deref().map(|t| parse_time(t, zone)).transpose()?;
+        let enricher = enricher(log, zone)?;
+        let options = Options {
+            start_date: log.start_date,
+            fold_case: log.fold_case,
+            users: log.user.clone(),
+            features: log.feature.clone(),
+            stop_after: at.or(until),
+            transient_secs,
+        };
+        let ips = enricher.is_some();
+        let engine = Engine::new(DayClock::new(zone), options, enricher);
+        Ok(Setup { zone, since, until, ips, engine })
+    }
+
+    fn output(&self, log: &LogArgs, columns: &'static [&'static str]) -> anyhow::Result<Output> {
+        let flush = if reads_stdin(log) { Flush::EachRecord } else { Flush::Buffered };
+        Output::new(Format::choose(log.format), columns, flush, log.xlsx.clone(), crate::TOOL)
+    }
+}
+
+fn reads_stdin(log: &LogArgs) -> bool {
+    log.logs.is_empty() || log.logs.iter().any(|p| p == Path::new("-"))
+}
+
+fn enricher(log: &LogArgs, zone: Zone) -> anyhow::Result<Option<Enricher>> {
+    let mut pcs = PcTable::default();
+    for path in &log.dhcpd {
+        let text = std::fs::read(path)
+            .with_code(Code::NoInput, || format!("cannot read {}", path.display()))?;
+        pcs.add_dhcpd(&String::from_utf8_lossy(&text));
+    }
+    let Some(path) = &log.snapshots else {
+        if !log.dhcpd.is_empty() {
+            tracing::warn!(
+                "--dhcpd names PCs by address: it needs --snapshots to know the addresses"
+            );
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read(path)
+        .with_code(Code::NoInput, || format!("cannot read {}", path.display()))?;
+    let snapshots = parse_snapshots(&String::from_utf8_lossy(&text), zone);
+    tracing::info!("{} snapshots, {} addresses with a PC name", snapshots.len(), pcs.len());
+    Ok(Some(Enricher::new(snapshots, pcs, log.port)))
+}
+
+/// An RFC 3339 time, or a date with an optional time of day in `zone`.
+pub fn parse_time(text: &str, zone: Zone) -> anyhow::Result<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(zone.to_epoch(naive));
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(zone.midnight(date));
+    }
+    Err(opsline::exit::err(
+        Code::Usage,
+        format!("{text:?} is not a time (use RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]])"),
+    ))
+}
+
+/// Reads every input through the engine into `sink`, keeps `--state`, prints the summary.
+fn drive<S: Sink>(
+    ctx: &Context,
+    log: &LogArgs,
+    setup: Setup,
+    sink: &mut S,
+    emit_open: bool,
+) -> anyhow::Result<(Code, Engine)> {
+    let mut engine = setup.engine;
+    let state = match &log.state {
+        Some(path) => Some(load_state(path, log.reset, &mut engine)?),
+        None => None,
+    };
+    if state.is_some() {
+        ctx.shutdown.watch();
+    }
+    let mut driver =
+        Driver { engine: &mut engine, sink, state: state.as_ref(), saved_at: Instant::now() };
+    read_inputs(ctx, log, &mut driver)?;
+    driver.engine.finish(emit_open && state.is_none(), driver.sink)?;
+    if let Some(state) = &state {
+        state.save(&engine.save())?;
+    }
+    let code = summarise(&engine, log.strict);
+    Ok((code, engine))
+}
+
+fn load_state(path: &Path, reset: bool, engine: &mut Engine) -> anyhow::Result<StateFile> {
+    let state = StateFile::lock(path, crate::TOOL, STATE_VERSION)?;
+    if reset {
+        state.reset()?;
+    } else if let Some(saved) = state.load::<Saved>()? {
+        engine.restore(saved);
+    }
+    Ok(state)
+}
+
+struct Driver<'a, S> {
+    engine: &'a mut Engine,
+    sink: &'a mut S,
+    state: Option<&'a StateFile>,
+    saved_at: Instant,
+}
+
+impl<S: Sink> Driver<'_, S> {
+    fn line(&mut self, raw: &[u8]) -> anyhow::Result<Flow> {
+        match unwrap_record(raw) {
+            Some(line) => self.engine.line(&line, self.sink),
+            None => {
+                self.engine.record_without_line();
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Saves the state now and then while following a stream.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        if let Some(state) = self.state.filter(|_| self.saved_at.elapsed() >= SAVE_EVERY) {
+            state.save(&self.engine.save())?;
+            self.saved_at = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+fn read_inputs<S: Sink>(
+    ctx: &Context,
+    log: &LogArgs,
+    driver: &mut Driver<'_, S>,
+) -> anyhow::Result<()> {
+    let files: Vec<PathBuf> = log.logs.iter().filter(|p| *p != Path::new("-")).cloned().collect();
+    for path in order_by_first_date(&files)? {
+        driver.engine.set_source(&path.display().to_string());
+        let flow = feed(open(&path)?, |raw| {
+            if ctx.shutdown.requested() {
+                return Ok(Flow::Stop);
+            }
+            driver.line(raw)
+        })
+        .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
+        if flow == Flow::Stop {
+            return Ok(());
+        }
+    }
+    if reads_stdin(log) {
+        driver.engine.set_source("standard input");
+        let cell = std::cell::RefCell::new(driver);
+        feed_stdin(&ctx.shutdown, |raw| cell.borrow_mut().line(raw), || cell.borrow_mut().idle())?;
+    }
+    Ok(())
+}
+
+fn summarise(engine: &Engine, strict: bool) -> Code {
+    let stats = &engine.stats;
+    if stats.malformed > 0 {
+        tracing::warn!(
+            "{} of {} lines were not debug-log lines; first: {}",
+            stats.malformed,
+            stats.lines,
+            stats.first_malformed.join("; ")
+        );
+    }
+    if stats.undated > 0 {
+        tracing::warn!(
+            "{} lines came before the first date in the log and were left out; give --start-date to date them",
+            stats.undated
+        );
+    }
+    if stats.unmatched_in > 0 {
+        tracing::info!(
+            "{} IN lines had no open checkout (the log starts mid-session?)",
+            stats.unmatched_in
+        );
+    }
+    if stats.unknown_kinds > 0 {
+        tracing::info!("{} usage lines of kinds this tool does not know", stats.unknown_kinds);
+    }
+    tracing::info!("{} lines, {} blank", stats.lines, stats.blank);
+    if strict && stats.malformed > 0 { Code::DataErr } else { Code::Ok }
+}
+
+#[derive(Debug)]
+struct NoSink;
+impl Sink for NoSink {}
+
+fn in_window(t: i64, since: Option<i64>, until: Option<i64>) -> bool {
+    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+}
+
+fn key_fields(record: &mut Record, key: &KeyInfo) {
+    record.insert("daemon", key.daemon.as_str());
+    record.insert("feature", key.feature.as_str());
+    record.insert("user", key.user.as_str());
+    record.insert("host", key.host.as_str());
+}
+
+fn ip_fields(record: &mut Record, ip: Option<&IpMatch>) {
+    record.insert("ip", ip.and_then(|m| m.ip).map_or(Value::Null, |ip| json!(ip.to_string())));
+    record.insert("ip_confidence", ip.map_or(Value::Null, |m| json!(m.confidence)));
+    let candidates: Vec<String> =
+        ip.map(|m| m.candidates.iter().map(ToString::to_string).collect()).unwrap_or_default();
+    record.insert("ip_candidates", candidates);
+    let pc = ip.and_then(|m| m.pc.as_ref());
+    record.insert("pc", pc.map_or(Value::Null, |pc| json!({"name": pc.name, "mac": pc.mac})));
+}
+
+struct Events {
+    out: Output,
+    zone: Zone,
+    since: Option<i64>,
+    until: Option<i64>,
+    ips: bool,
+}
+
+impl Sink for Events {
+    fn usage(&mut self, time: i64, event: &UsageEvent<'_>) -> anyhow::Result<()> {
+        if !in_window(time, self.since, self.until) {
+            return Ok(());
+        }
+        let mut record = Record::new("token");
+        record.insert("event", event.kind.name());
+        record.insert("time", self.zone.format(time));
+        key_fields(&mut record, event.key);
+        record.insert("licenses", event.licenses);
+        let reason = event.reason.map(|r| String::from_utf8_lossy(r).into_owned());
+        record.insert("reason", reason.map_or(Value::Null, Value::String));
+        if self.ips && event.kind == crate::parse::Kind::Out {
+            ip_fields(&mut record, event.ip);
+        }
+        self.out.emit(&record)
+    }
+
+    fn server(&mut self, time: i64, event: &ServerEvent<'_>) -> anyhow::Result<()> {
+        if !in_window(time, self.since, self.until) {
+            return Ok(());
+        }
+        let mut record = Record::new("server");
+        record.insert("event", event.event);
+        record.insert("time", self.zone.format(time));
+        record.insert("daemon", event.daemon);
+        record.insert("closed_sessions", event.closed);
+        if let Some(port) = event.port {
+            record.insert("port", port);
+        }
+        self.out.emit(&record)
+    }
+}
+
+struct Sessions {
+    out: Output,
+    zone: Zone,
+    since: Option<i64>,
+    until: Option<i64>,
+    ips: bool,
+}
+
+impl Sink for Sessions {
+    fn session(&mut self, closed: &ClosedSession<'_>) -> anyhow::Result<()> {
+        let start = closed.session.start;
+        let overlaps =
+            self.since.is_none_or(|s| closed.until >= s) && self.until.is_none_or(|u| start < u);
+        if !overlaps {
+            return Ok(());
+        }
+        let mut record = Record::new("session");
+        key_fields(&mut record, closed.key);
+        record.insert("start", self.zone.format(start));
+        record.insert("end", closed.end.map_or(Value::Null, |e| json!(self.zone.format(e))));
+        record.insert("seconds", (closed.until - start).max(0));
+        record.insert("licenses", closed.session.max_licenses);
+        record.insert("checkouts", closed.session.outs);
+        record.insert("closed_by", closed.closed_by);
+        if self.ips {
+            ip_fields(&mut record, closed.session.ip.as_ref());
+        }
+        self.out.emit(&record)
+    }
+}
+
+fn connected_record(
+    key: &KeyInfo,
+    session: &crate::engine::OpenSession,
+    reference: i64,
+    zone: Zone,
+    ips: bool,
+) -> Record {
+    let mut record = Record::new("connected");
+    key_fields(&mut record, key);
+    record.insert("since", zone.format(session.start));
+    record.insert("seconds", (reference - session.start).max(0));
+    record.insert("licenses", session.held());
+    record.insert("checkouts", session.checkouts.len());
+    if ips {
+        ip_fields(&mut record, session.ip.as_ref());
+    }
+    record
+}
+
+fn hours(seconds: i64) -> Value {
+    // Two decimals: a spreadsheet column of hours, not a measurement.
+    let rounded = (seconds as f64 / 36.0).round() / 100.0;
+    json!(rounded)
+}
+
+fn write_report(
+    out: &mut Output,
+    report: &Report,
+    by: By,
+    per: Option<Per>,
+    zone: Zone,
+) -> anyhow::Result<()> {
+    for (start, label, group, row) in report.rows() {
+        let mut record = Record::new("report");
+        record.insert("by", by.field());
+        if per.is_some() {
+            record.insert("period", label.unwrap_or_default());
+            record.insert("period_start", zone.format(start));
+        }
+        record.insert(by.field(), group);
+        record.insert("connected_seconds", row.connected);
+        record.insert("connected_hours", hours(row.connected));
+        record.insert("token_seconds", row.license_seconds);
+        record.insert("token_hours", hours(row.license_seconds));
+        record.insert("sessions", row.sessions);
+        record.insert("peak_licenses", row.peak);
+        record.insert("peak_at", row.peak_at.map_or(Value::Null, |t| json!(zone.format(t))));
+        record.insert("denials", row.denials);
+        record.insert("transient_denials", row.transient_denials);
+        out.emit(&record)?;
+    }
+    Ok(())
+}
+
+fn snapshot(ctx: &Context, args: &SnapshotArgs) -> anyhow::Result<Code> {
+    let taken = crate::snapshot::take(args, &opsline::time::now_rfc3339())?;
+    let mut out = opsline::RecordWriter::stdout(ctx.tool, Flush::Buffered)?;
+    let mut record = Record::new("snapshot");
+    record.insert("port", taken.port);
+    record.insert("peers", taken.peers.iter().map(ToString::to_string).collect::<Vec<_>>());
+    record.insert("output", args.output.display().to_string());
+    out.write(&record)?;
+    Ok(out.finish()?)
+}

@@ -1,0 +1,745 @@
+//! The streaming core: dates each line, keeps the open sessions with their reference counts,
+//! closes them on IN, restart or end of input, pairs denials with a quick successful retry,
+//! and tells a [`Sink`] what happened. Memory grows with the keys and open sessions, never
+//! with the length of the log.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::dates::{DateTracker, Resync};
+use crate::net::{Enricher, IpMatch};
+use crate::parse::{Anchor, Kind, Line, LineTime, Message, Parsed, Usage, parse_line};
+use crate::zone::DayClock;
+
+/// Index of a (daemon, feature, user, host) key.
+pub type KeyId = u32;
+
+/// One session key, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The vendor daemon, lower-case.
+    pub daemon: String,
+    /// The feature.
+    pub feature: String,
+    /// The user (lower-case with `--fold-case`).
+    pub user: String,
+    /// The client host.
+    pub host: String,
+    /// Whether `--user`/`--feature` let this key through.
+    #[serde(skip)]
+    pub selected: bool,
+}
+
+/// The checkouts a key holds right now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSession {
+    /// When the first of the overlapping checkouts happened.
+    pub start: i64,
+    /// The open checkouts: (time, licenses).
+    pub checkouts: Vec<(i64, u32)>,
+    /// The most licenses held at once during the session.
+    pub max_licenses: u32,
+    /// How many OUT lines the session had.
+    pub outs: u32,
+    /// The client address guessed for the first checkout.
+    pub ip: Option<IpMatch>,
+}
+
+impl OpenSession {
+    /// Licenses held now.
+    pub fn held(&self) -> u32 {
+        self.checkouts.iter().map(|c| c.1).sum()
+    }
+}
+
+/// A session that ended (or is still open at the end of the input).
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedSession<'a> {
+    /// Its key.
+    pub key: &'a KeyInfo,
+    /// The session itself.
+    pub session: &'a OpenSession,
+    /// When it ended; `None` when still open.
+    pub end: Option<i64>,
+    /// The time it ended or, when open, the last time in the log.
+    pub until: i64,
+    /// `in`, `shutdown`, `inactive`, `removed`, `restart` or `open`.
+    pub closed_by: &'static str,
+}
+
+/// A usage line as the sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageEvent<'a> {
+    /// What happened.
+    pub kind: Kind,
+    /// Its key.
+    pub key: &'a KeyInfo,
+    /// Licenses on the line.
+    pub licenses: u32,
+    /// The reason text, raw.
+    pub reason: Option<&'a [u8]>,
+    /// The client address, for checkouts when snapshots were given.
+    pub ip: Option<&'a IpMatch>,
+}
+
+/// A server lifecycle line as the sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerEvent<'a> {
+    /// `lmgrd_start`, `vendor_start`, `vendor_restart`, `vendor_banner`, `reread`,
+    /// `lmgrd_exit` or `port`.
+    pub event: &'static str,
+    /// The daemon it concerns.
+    pub daemon: &'a str,
+    /// Sessions it closed.
+    pub closed: u32,
+    /// The TCP port, for `port`.
+    pub port: Option<u16>,
+}
+
+/// A change in what a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// Licenses taken (positive) or given back (negative).
+    pub licenses: i64,
+    /// Checkouts opened (+1) or closed (-1).
+    pub checkouts: i32,
+    /// This change opened a new session.
+    pub session_started: bool,
+}
+
+/// What the engine tells the subcommands.
+pub trait Sink {
+    /// A usage line of a selected key.
+    fn usage(&mut self, _time: i64, _event: &UsageEvent<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A server lifecycle line.
+    fn server(&mut self, _time: i64, _event: &ServerEvent<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A key took or gave back licenses.
+    fn change(
+        &mut self,
+        _time: i64,
+        _key: KeyId,
+        _info: &KeyInfo,
+        _delta: Delta,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A session ended (or is open at the end).
+    fn session(&mut self, _session: &ClosedSession<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A denial, once it is known whether a successful OUT followed it quickly.
+    fn denial(
+        &mut self,
+        _time: i64,
+        _key: KeyId,
+        _info: &KeyInfo,
+        _transient: bool,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether to go on reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Next line, please.
+    Continue,
+    /// A line beyond `--at`/`--until` came: the rest cannot matter.
+    Stop,
+}
+
+/// Options of the engine.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Date for lines before the first anchor.
+    pub start_date: Option<NaiveDate>,
+    /// Fold user names to lower case.
+    pub fold_case: bool,
+    /// Only these users (compared folded with `fold_case`).
+    pub users: Vec<String>,
+    /// Only these features.
+    pub features: Vec<String>,
+    /// Stop at the first line after this time.
+    pub stop_after: Option<i64>,
+    /// A denial followed within this many seconds by an OUT of the same key is transient.
+    pub transient_secs: i64,
+}
+
+/// Counts of what the input held, for the summary on standard error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lines read.
+    pub lines: u64,
+    /// Blank lines.
+    pub blank: u64,
+    /// Lines that are not debug-log lines.
+    pub malformed: u64,
+    /// The first few malformed lines: "SOURCE:LINE: why".
+    pub first_malformed: Vec<String>,
+    /// Usage lines before any date was known.
+    pub undated: u64,
+    /// Usage-shaped lines of unknown kinds.
+    pub unknown_kinds: u64,
+    /// IN lines with no open checkout to match.
+    pub unmatched_in: u64,
+    /// TIMESTAMP anchors that disagreed with the running date.
+    pub resyncs: u64,
+}
+
+const FIRST_MALFORMED: usize = 5;
+
+/// What `--state` keeps between runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Saved {
+    tracker: DateTracker,
+    last_epoch: Option<i64>,
+    port: Option<u16>,
+    daemons: Vec<(String, i64)>,
+    open: Vec<(KeyInfo, OpenSession)>,
+}
+
+/// The streaming core.
+#[derive(Debug)]
+pub struct Engine {
+    tracker: DateTracker,
+    clock: DayClock,
+    options: Options,
+    users: HashSet<String>,
+    features: HashSet<String>,
+    ids: HashMap<Box<[u8]>, KeyId>,
+    keys: Vec<KeyInfo>,
+    open: Vec<Option<OpenSession>>,
+    daemons: Vec<(String, i64)>,
+    port: Option<u16>,
+    pending: VecDeque<(i64, KeyId)>,
+    last_epoch: Option<i64>,
+    enricher: Option<Enricher>,
+    key_buf: Vec<u8>,
+    /// Counts for the summary.
+    pub stats: Stats,
+    source: String,
+    line_no: u64,
+}
+
+impl Engine {
+    /// A new engine for wall-clock times in `clock`'s zone.
+    pub fn new(clock: DayClock, options: Options, enricher: Option<Enricher>) -> Self {
+        let fold = |u: &String| if options.fold_case { u.to_lowercase() } else { u.clone() };
+        Engine {
+            tracker: DateTracker::new(options.start_date),
+            clock,
+            users: options.users.iter().map(fold).collect(),
+            features: options.features.iter().cloned().collect(),
+            options,
+            ids: HashMap::new(),
+            keys: Vec::new(),
+            open: Vec::new(),
+            daemons: Vec::new(),
+            port: None,
+            pending: VecDeque::new(),
+            last_epoch: None,
+            enricher,
+            key_buf: Vec::with_capacity(256),
+            stats: Stats::default(),
+            source: String::new(),
+            line_no: 0,
+        }
+    }
+
+    /// Names the input the following lines come from (for messages about bad lines).
+    pub fn set_source(&mut self, source: &str) {
+        source.clone_into(&mut self.source);
+        self.line_no = 0;
+    }
+
+    /// The vendor daemon's port, once the log announced it.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The time of the last dated line.
+    pub fn last_epoch(&self) -> Option<i64> {
+        self.last_epoch
+    }
+
+    /// The zone clock.
+    pub fn clock(&self) -> &DayClock {
+        &self.clock
+    }
+
+    /// Every key seen so far.
+    pub fn keys(&self) -> &[KeyInfo] {
+        &self.keys
+    }
+
+    /// The sessions open now, ordered by start.
+    pub fn open_sessions(&self) -> Vec<(&KeyInfo, &OpenSession)> {
+        let mut open: Vec<_> = self
+            .open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (&self.keys[i], s)))
+            .filter(|(k, _)| k.selected)
+            .collect();
+        open.sort_by_key(|(k, s)| (s.start, k.user.clone(), k.host.clone(), k.feature.clone()));
+        open
+    }
+
+    /// Feeds one line (with or without its ending).
+    pub fn line<S: Sink>(&mut self, raw: &[u8], sink: &mut S) -> anyhow::Result<Flow> {
+        self.stats.lines += 1;
+        self.line_no += 1;
+        let line = match parse_line(raw) {
+            Parsed::Blank => {
+                self.stats.blank += 1;
+                return Ok(Flow::Continue);
+            }
+            Parsed::Malformed(why) => {
+                self.malformed(why);
+                return Ok(Flow::Continue);
+            }
+            Parsed::Line(line) => line,
+        };
+        let Some(t) = self.date_line(&line) else {
+            // lmgrd writes a few notes before its dated banner: only lost usage matters.
+            if matches!(line.message, Message::Usage(_)) {
+                self.stats.undated += 1;
+            }
+            return Ok(Flow::Continue);
+        };
+        if let Some(stop) = self.options.stop_after.filter(|&stop| t > stop) {
+            // What was open is known to have lasted until the stop time.
+            self.last_epoch = Some(stop);
+            return Ok(Flow::Stop);
+        }
+        self.last_epoch = Some(self.last_epoch.map_or(t, |l| l.max(t)));
+        self.expire_denials(t, sink)?;
+        self.message(t, &line, raw, sink)?;
+        self.seen(line.daemon, t);
+        Ok(Flow::Continue)
+    }
+
+    /// Counts an input record that carried no `line` field.
+    pub fn record_without_line(&mut self) {
+        self.stats.lines += 1;
+        self.line_no += 1;
+        self.malformed("record without a \"line\" field");
+    }
+
+    fn malformed(&mut self, why: &str) {
+        self.stats.malformed += 1;
+        if self.stats.first_malformed.len() < FIRST_MALFORMED {
+            self.stats.first_malformed.push(format!("{}:{}: {why}", self.source, self.line_no));
+        }
+    }
+
+    /// The line's Unix time, from the running date.
+    fn date_line(&mut self, line: &Line<'_>) -> Option<i64> {
+        match line.time {
+            LineTime::Clock(secs) => {
+                let date = match line.message.anchor() {
+                    Some((date, anchor)) => {
+                        let resync = self.tracker.anchor(date, secs);
+                        self.warn_resync(resync, anchor);
+                        date
+                    }
+                    None => self.tracker.clock(secs)?,
+                };
+                Some(self.clock.epoch(date, secs))
+            }
+            LineTime::Stamp { date, secs, offset } => {
+                self.tracker.anchor(date, secs);
+                Some(match offset {
+                    Some(offset) => {
+                        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+                        midnight.and_utc().timestamp() + i64::from(secs) - i64::from(offset)
+                    }
+                    None => self.clock.epoch(date, secs),
+                })
+            }
+        }
+    }
+
+    fn warn_resync(&mut self, resync: Option<Resync>, anchor: Anchor) {
+        let Some(Resync { was, now }) = resync else { return };
+        if anchor == Anchor::Timestamp {
+            self.stats.resyncs += 1;
+            tracing::warn!(
+                "{}:{}: TIMESTAMP says {now} but the running date was {was}; following the TIMESTAMP",
+                self.source,
+                self.line_no
+            );
+        } else {
+            tracing::info!(
+                "{}:{}: date anchor {now} (running date was {was})",
+                self.source,
+                self.line_no
+            );
+        }
+    }
+
+    fn seen(&mut self, daemon: &[u8], t: i64) {
+        match self.daemons.iter_mut().find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(daemon)) {
+            Some(entry) => entry.1 = entry.1.max(t),
+            None => self.daemons.push((String::from_utf8_lossy(daemon).to_ascii_lowercase(), t)),
+        }
+    }
+
+    /// The last time `daemon` wrote a line before `t` (a crash leaves no IN lines: its
+    /// sessions end when it was last heard of).
+    fn last_seen(&self, daemon: &str, t: i64) -> i64 {
+        self.daemons.iter().find(|(d, _)| d.eq_ignore_ascii_case(daemon)).map_or(t, |(_, s)| *s)
+    }
+
+    fn message<S: Sink>(
+        &mut self,
+        t: i64,
+        line: &Line<'_>,
+        raw: &[u8],
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        let daemon = line.daemon;
+        match line.message {
+            Message::Usage(usage) => self.usage(t, daemon, &usage, raw, sink),
+            Message::UnknownUsage(_) => {
+                self.stats.unknown_kinds += 1;
+                Ok(())
+            }
+            Message::LmgrdStart(_) => {
+                let closed = self.close_restarted(None, t, sink)?;
+                self.server(t, "lmgrd_start", daemon, closed, None, sink)
+            }
+            Message::VendorStart { daemon: vendor, after_crash } => {
+                let closed = self.close_restarted(Some(vendor), t, sink)?;
+                let event = if after_crash { "vendor_restart" } else { "vendor_start" };
+                self.server(t, event, vendor, closed, None, sink)
+            }
+            Message::VendorBanner => {
+                let closed = self.close_restarted(Some(daemon), t, sink)?;
+                self.server(t, "vendor_banner", daemon, closed, None, sink)
+            }
+            Message::Reread => self.server(t, "reread", daemon, 0, None, sink),
+            Message::LmgrdExit => self.server(t, "lmgrd_exit", daemon, 0, None, sink),
+            Message::Port { daemon: vendor, port } => {
+                self.port = Some(port);
+                self.server(t, "port", vendor, 0, Some(port), sink)
+            }
+            Message::Timestamp(_) | Message::DateLine(_) | Message::Other => Ok(()),
+        }
+    }
+
+    fn server<S: Sink>(
+        &self,
+        t: i64,
+        event: &'static str,
+        daemon: &[u8],
+        closed: u32,
+        port: Option<u16>,
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        let daemon = String::from_utf8_lossy(daemon).to_ascii_lowercase();
+        sink.server(t, &ServerEvent { event, daemon: &daemon, closed, port })
+    }
+
+    fn key_id(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
+        let buf = &mut self.key_buf;
+        buf.clear();
+        buf.extend(daemon.iter().map(u8::to_ascii_lowercase));
+        buf.push(0);
+        buf.extend_from_slice(usage.feature);
+        buf.push(0);
+        if self.options.fold_case && usage.user.is_ascii() {
+            buf.extend(usage.user.iter().map(u8::to_ascii_lowercase));
+        } else if self.options.fold_case {
+            buf.extend_from_slice(String::from_utf8_lossy(usage.user).to_lowercase().as_bytes());
+        } else {
+            buf.extend_from_slice(usage.user);
+        }
+        buf.push(0);
+        buf.extend_from_slice(usage.host);
+        if let Some(&id) = self.ids.get(&buf[..]) {
+            return id;
+        }
+        self.new_key(daemon, usage)
+    }
+
+    fn new_key(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut user = text(usage.user);
+        if self.options.fold_case {
+            user = user.to_lowercase();
+        }
+        let feature = text(usage.feature);
+        let selected = (self.users.is_empty() || self.users.contains(&user))
+            && (self.features.is_empty() || self.features.contains(&feature));
+        let info = KeyInfo {
+            daemon: text(daemon).to_ascii_lowercase(),
+            feature,
+            user,
+            host: text(usage.host),
+            selected,
+        };
+        self.insert_key(info)
+    }
+
+    fn insert_key(&mut self, info: KeyInfo) -> KeyId {
+        let id = KeyId::try_from(self.keys.len()).unwrap_or(KeyId::MAX);
+        let mut key = Vec::with_capacity(64);
+        for (i, part) in [&info.daemon, &info.feature, &info.user, &info.host].iter().enumerate() {
+            if i > 0 {
+                key.push(0);
+            }
+            key.extend_from_slice(part.as_bytes());
+        }
+        self.ids.insert(key.into_boxed_slice(), id);
+        self.keys.push(info);
+        self.open.push(None);
+        id
+    }
+
+    fn usage<S: Sink>(
+        &mut self,
+        t: i64,
+        daemon: &[u8],
+        usage: &Usage<'_>,
+        raw: &[u8],
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        let id = self.key_id(daemon, usage);
+        let idx = id as usize;
+        if !self.keys[idx].selected {
+            return Ok(());
+        }
+        match usage.kind {
+            Kind::Out => self.check_out(t, id, usage, raw, sink),
+            Kind::In => self.check_in(t, id, usage, sink),
+            kind => {
+                if kind == Kind::Denied {
+                    self.pending.push_back((t, id));
+                }
+                let event = UsageEvent {
+                    kind,
+                    key: &self.keys[idx],
+                    licenses: usage.licenses,
+                    reason: usage.reason,
+                    ip: None,
+                };
+                sink.usage(t, &event)
+            }
+        }
+    }
+
+    fn check_out<S: Sink>(
+        &mut self,
+        t: i64,
+        id: KeyId,
+        usage: &Usage<'_>,
+        raw: &[u8],
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        self.resolve_denials(id, sink)?;
+        let idx = id as usize;
+        let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
+        let started = self.open[idx].is_none();
+        let session = self.open[idx].get_or_insert_with(|| OpenSession {
+            start: t,
+            checkouts: Vec::new(),
+            max_licenses: 0,
+            outs: 0,
+            ip: ip.clone(),
+        });
+        session.checkouts.push((t, usage.licenses));
+        session.outs += 1;
+        session.max_licenses = session.max_licenses.max(session.held());
+        let key = &self.keys[idx];
+        let event = UsageEvent {
+            kind: Kind::Out,
+            key,
+            licenses: usage.licenses,
+            reason: usage.reason,
+            ip: ip.as_ref(),
+        };
+        sink.usage(t, &event)?;
+        let delta =
+            Delta { licenses: i64::from(usage.licenses), checkouts: 1, session_started: started };
+        sink.change(t, id, key, delta)
+    }
+
+    fn check_in<S: Sink>(
+        &mut self,
+        t: i64,
+        id: KeyId,
+        usage: &Usage<'_>,
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        let idx = id as usize;
+        let key = &self.keys[idx];
+        let event = UsageEvent {
+            kind: Kind::In,
+            key,
+            licenses: usage.licenses,
+            reason: usage.reason,
+            ip: None,
+        };
+        sink.usage(t, &event)?;
+        let Some(session) = self.open[idx].as_mut() else {
+            self.stats.unmatched_in += 1;
+            return Ok(());
+        };
+        let at = session.checkouts.iter().position(|c| c.1 == usage.licenses).unwrap_or(0);
+        let (_, licenses) = session.checkouts.remove(at);
+        let delta = Delta { licenses: -i64::from(licenses), checkouts: -1, session_started: false };
+        sink.change(t, id, key, delta)?;
+        if session.checkouts.is_empty()
+            && let Some(session) = self.open[idx].take()
+        {
+            let closed_by = closed_by(usage.reason);
+            let closed =
+                ClosedSession { key, session: &session, end: Some(t), until: t, closed_by };
+            sink.session(&closed)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the sessions of `daemon` (every daemon for `None`) at the last line the daemon
+    /// wrote before it started again.
+    fn close_restarted<S: Sink>(
+        &mut self,
+        daemon: Option<&[u8]>,
+        t: i64,
+        sink: &mut S,
+    ) -> anyhow::Result<u32> {
+        let mut closed = 0;
+        for idx in 0..self.open.len() {
+            let key = &self.keys[idx];
+            if self.open[idx].is_none()
+                || daemon.is_some_and(|d| !key.daemon.as_bytes().eq_ignore_ascii_case(d))
+            {
+                continue;
+            }
+            let end = self.last_seen(&key.daemon, t);
+            if let Some(session) = self.open[idx].take() {
+                self.close(idx, &session, end.max(session.start), "restart", Some(end), sink)?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
+    fn close<S: Sink>(
+        &self,
+        idx: usize,
+        session: &OpenSession,
+        at: i64,
+        closed_by: &'static str,
+        end: Option<i64>,
+        sink: &mut S,
+    ) -> anyhow::Result<()> {
+        let key = &self.keys[idx];
+        let id = KeyId::try_from(idx).unwrap_or(KeyId::MAX);
+        let held = i64::from(session.held());
+        let count = i32::try_from(session.checkouts.len()).unwrap_or(i32::MAX);
+        let delta = Delta { licenses: -held, checkouts: -count, session_started: false };
+        sink.change(at, id, key, delta)?;
+        let end = end.map(|e| e.max(session.start));
+        sink.session(&ClosedSession { key, session, end, until: at, closed_by })
+    }
+
+    fn expire_denials<S: Sink>(&mut self, t: i64, sink: &mut S) -> anyhow::Result<()> {
+        while let Some(&(when, id)) = self.pending.front() {
+            if when + self.options.transient_secs >= t {
+                break;
+            }
+            self.pending.pop_front();
+            sink.denial(when, id, &self.keys[id as usize], false)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_denials<S: Sink>(&mut self, id: KeyId, sink: &mut S) -> anyhow::Result<()> {
+        if !self.pending.iter().any(|p| p.1 == id) {
+            return Ok(());
+        }
+        let mut rest = VecDeque::with_capacity(self.pending.len());
+        for (when, key) in self.pending.drain(..) {
+            if key == id {
+                sink.denial(when, id, &self.keys[id as usize], true)?;
+            } else {
+                rest.push_back((when, key));
+            }
+        }
+        self.pending = rest;
+        Ok(())
+    }
+
+    /// The end of the input: pending denials count as real ones; with `emit_open`, sessions
+    /// still open are reported as `open` (a run that keeps `--state` leaves them for later).
+    pub fn finish<S: Sink>(&mut self, emit_open: bool, sink: &mut S) -> anyhow::Result<()> {
+        while let Some((when, id)) = self.pending.pop_front() {
+            sink.denial(when, id, &self.keys[id as usize], false)?;
+        }
+        if !emit_open {
+            return Ok(());
+        }
+        let end = self.last_epoch.unwrap_or_default();
+        let mut order: Vec<usize> =
+            (0..self.open.len()).filter(|&i| self.open[i].is_some()).collect();
+        order.sort_by_key(|&i| self.open[i].as_ref().map(|s| s.start));
+        for idx in order {
+            if let Some(session) = self.open[idx].as_ref().filter(|_| self.keys[idx].selected) {
+                self.close(idx, session, end.max(session.start), "open", None, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What `--state` keeps.
+    pub fn save(&self) -> Saved {
+        let open = self
+            .open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (self.keys[i].clone(), s.clone())))
+            .collect();
+        Saved {
+            tracker: self.tracker.clone(),
+            last_epoch: self.last_epoch,
+            port: self.port,
+            daemons: self.daemons.clone(),
+            open,
+        }
+    }
+
+    /// Takes up where a saved run stopped.
+    pub fn restore(&mut self, saved: Saved) {
+        if saved.tracker.date.is_some() {
+            self.tracker = saved.tracker;
+        }
+        self.last_epoch = saved.last_epoch;
+        self.port = self.port.or(saved.port);
+        self.daemons = saved.daemons;
+        for (mut info, session) in saved.open {
+            info.selected = (self.users.is_empty() || self.users.contains(&info.user))
+                && (self.features.is_empty() || self.features.contains(&info.feature));
+            let id = self.insert_key(info);
+            self.open[id as usize] = Some(session);
+        }
+    }
+}
+
+/// How a session ended, from the reason on its last IN.
+pub fn closed_by(reason: Option<&[u8]>) -> &'static str {
+    match reason {
+        Some(b"SHUTDOWN") => "shutdown",
+        Some(b"INACTIVE") => "inactive",
+        Some(b"USER_REMOVED") => "removed",
+        Some(b"SERVER_CRASH") => "restart",
+        _ => "in",
+    }
+}

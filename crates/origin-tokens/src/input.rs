@@ -1,0 +1,207 @@
+//! Where lines come from: log files (plain or gzip, put in order by their first date),
+//! standard input, and `kind: "line"` records from `log-tail` on either.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDateTime;
+use crossbeam_channel::select;
+use flate2::read::MultiGzDecoder;
+use opsline::{Code, Shutdown, WithCode};
+
+use crate::engine::Flow;
+use crate::parse::{LineTime, Parsed, parse_line};
+
+const BUFFER: usize = 1 << 20;
+/// How far into a file to look for its first date when ordering files.
+const ORDER_SCAN_LINES: usize = 200_000;
+
+/// Opens a log file, decompressing it when it starts with the gzip magic bytes.
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+    let file =
+        File::open(path).with_code(Code::NoInput, || format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(BUFFER, file);
+    let head =
+        reader.fill_buf().with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(MultiGzDecoder::new(reader)))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// The files in the order of the first date each states; files with no date in their first
+/// lines keep their place after the dated ones.
+pub fn order_by_first_date(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    if paths.len() < 2 {
+        return Ok(paths.to_vec());
+    }
+    let mut keyed = Vec::with_capacity(paths.len());
+    for path in paths {
+        let first = first_date(open(path)?)
+            .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
+        if first.is_none() {
+            tracing::warn!(
+                "{}: no date in its first lines; read after the dated files",
+                path.display()
+            );
+        }
+        keyed.push((first.is_none(), first, path.clone()));
+    }
+    keyed.sort_by_key(|(undated, first, _)| (*undated, *first));
+    Ok(keyed.into_iter().map(|(_, _, p)| p).collect())
+}
+
+fn first_date(reader: impl Read) -> io::Result<Option<NaiveDateTime>> {
+    let mut found = None;
+    let mut seen = 0;
+    feed(reader, |raw| {
+        seen += 1;
+        if let Parsed::Line(line) = parse_line(&unwrap_record(raw).unwrap_or_default()) {
+            let secs = match line.time {
+                LineTime::Clock(secs) | LineTime::Stamp { secs, .. } => secs,
+            };
+            let date = match line.time {
+                LineTime::Stamp { date, .. } => Some(date),
+                LineTime::Clock(_) => line.message.anchor().map(|(date, _)| date),
+            };
+            found = date.and_then(|d| d.and_hms_opt(secs / 3600, secs / 60 % 60, secs % 60));
+        }
+        Ok(if found.is_some() || seen >= ORDER_SCAN_LINES { Flow::Stop } else { Flow::Continue })
+    })
+    .map_err(io::Error::other)?;
+    Ok(found)
+}
+
+/// A log line as given, or the `line` field of a JSON record (`log-tail` output). `None` for
+/// a record without one.
+pub fn unwrap_record(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if raw.first() != Some(&b'{') {
+        return Some(std::borrow::Cow::Borrowed(raw));
+    }
+    let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let line = value.get("line")?.as_str()?;
+    Some(std::borrow::Cow::Owned(line.as_bytes().to_vec()))
+}
+
+/// Calls `f` with every line of `reader` (without the newline), reading large blocks and
+/// never copying a line.
+pub fn feed(
+    mut reader: impl Read,
+    mut f: impl FnMut(&[u8]) -> anyhow::Result<Flow>,
+) -> anyhow::Result<Flow> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            if filled > 0 {
+                return f(&buf[..filled]);
+            }
+            return Ok(Flow::Continue);
+        }
+        let end = filled + n;
+        let (consumed, flow) = lines(&buf[..end], &mut f)?;
+        if flow == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        buf.copy_within(consumed..end, 0);
+        filled = end - consumed;
+    }
+}
+
+/// Calls `f` for each complete line in `data`; returns how many bytes were consumed.
+fn lines(
+    data: &[u8],
+    f: &mut impl FnMut(&[u8]) -> anyhow::Result<Flow>,
+) -> anyhow::Result<(usize, Flow)> {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        if f(&data[start..nl])? == Flow::Stop {
+            return Ok((nl + 1, Flow::Stop));
+        }
+        start = nl + 1;
+    }
+    Ok((start, Flow::Continue))
+}
+
+/// Like [`feed`] on standard input, read on a thread of its own so that a stop (SIGTERM) is
+/// noticed while the input is idle (`log-tail --follow | origin-tokens …`). `idle` is called
+/// after each block, for periodic work such as saving state.
+pub fn feed_stdin(
+    shutdown: &Shutdown,
+    mut f: impl FnMut(&[u8]) -> anyhow::Result<Flow>,
+    mut idle: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Flow> {
+    let (sender, blocks) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(16);
+    std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        let mut stdin = io::stdin().lock();
+        loop {
+            let mut block = vec![0u8; BUFFER / 4];
+            let n = match stdin.read(&mut block) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            };
+            block.truncate(n);
+            if sender.send(Ok(block)).is_err() || n == 0 {
+                return;
+            }
+        }
+    })?;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let block = select! {
+            recv(blocks) -> block => block.unwrap_or_else(|_| Ok(Vec::new())),
+            recv(shutdown.receiver()) -> _ => return Ok(Flow::Stop),
+        }
+        .code(Code::IoErr, "cannot read standard input")?;
+        if block.is_empty() {
+            return if carry.is_empty() { Ok(Flow::Continue) } else { f(&carry) };
+        }
+        carry.extend_from_slice(&block);
+        let (consumed, flow) = lines(&carry, &mut f)?;
+        if flow == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        carry.drain(..consumed);
+        idle()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_splits_lines_across_blocks_and_keeps_the_last_partial_line() {
+        let data = b"one\ntwo\r\n\nthree".repeat(100_000);
+        let mut count = 0;
+        feed(&data[..], |_| {
+            count += 1;
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+        assert_eq!(count, 3 * 100_000 + 1);
+    }
+
+    #[test]
+    fn records_give_their_line() {
+        assert_eq!(
+            unwrap_record(br#"{"kind":"line","line":" 9:00:00 (x) y"}"#).unwrap().as_ref(),
+            b" 9:00:00 (x) y"
+        );
+        assert!(unwrap_record(br#"{"kind":"other"}"#).is_none());
+    }
+}
