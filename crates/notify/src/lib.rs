@@ -47,6 +47,7 @@ pub const EXAMPLES: &[opsline::man::Example] = &[
 
 /// Runs the tool.
 pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
+    silence_library_logs();
     let (http, parts) = setup::Setup::new(&cli, ctx)?.into_parts()?;
     let mut notifier = parts.build(&cli, &http);
     let flush = if cli.digest && cli.every.is_none() { Flush::Buffered } else { Flush::EachRecord };
@@ -65,6 +66,14 @@ pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
     }
     let code = out.finish()?;
     Ok(if notifier.undelivered() > 0 { code.worst(Code::TempFail) } else { code })
+}
+
+/// The HTTP and TLS libraries log through the `log` crate at debug and trace level, and those
+/// lines carry request URLs, headers and bodies: the Mattermost webhook URL, Pushover's token,
+/// webhook tokens. Secrets must not reach the log at any verbosity, so their lines are dropped;
+/// notify's own lines (through `tracing`) say what was sent and what went wrong.
+fn silence_library_logs() {
+    log::set_max_level(log::LevelFilter::Off);
 }
 
 /// Collects records into digests, sending one every `--every` and one at the end of input.
