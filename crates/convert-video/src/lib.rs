@@ -43,17 +43,23 @@ its container and codecs must be in --allow, and a file that is not a video, has
 to --to (FLV by default) in --out-dir (default: beside it), named after it with the new extension. When its \
 streams already fit the target (H.264 and AAC into FLV or MP4) they are copied without re-encoding, which takes \
 a fraction of a second; otherwise they are encoded (H.264 and AAC for FLV and MP4, VP9 and Opus for WebM). \
-A thumbnail is taken in the same ffmpeg run, and the result is probed again before the record says it worked.\n\n\
+A thumbnail (NAME.png, or NAME.jpg) is taken beside the output in the same ffmpeg run, and the result is probed again before the record says it worked.\n\n\
 The output record is the input record with \"kind\": \"video\", \"path\" set to the converted file and a \
 \"video\" object: source, output, thumbnail, remuxed, metadata (container, duration, size, bit_rate, width, \
 height, frame_rate, video_codec, audio_codec, audio_channels, audio_sample_rate), seconds, and \"skipped\": true \
 when an up-to-date output already existed. Records with an error or without a path pass through untouched.\n\n\
 Files are written under hidden temporary names (.NAME.PID-N.part) and renamed when complete; a failed, timed \
 out or stopped conversion leaves nothing behind, and the source is never changed. An existing output that is \
-newer than its source is kept and reported as skipped; any other existing file at an output name is only \
+newer than its source and was made from it (this tool names the source in the output's comment tag) is kept \
+and reported as skipped, without \"remuxed\"; any other existing file at an output name is only \
 replaced with --overwrite. ffmpeg gets file names as arguments through its file: protocol, never through a shell, \
 so any name works. SIGTERM stops running conversions as --timeout does (SIGTERM to ffmpeg, SIGKILL after \
---kill-after) and passes their records on as errors."
+--kill-after) and passes their records on as errors.\n\n\
+By default --allow accepts the containers mov (and mp4, m4v, 3gp), matroska, webm, avi, flv, mpeg, mpegts, \
+asf (WMV) and ogg; the video codecs h264, hevc, mpeg4, mpeg2video, mpeg1video, vp8, vp9, av1, wmv1, wmv2, wmv3, \
+vc1, flv1, theora, mjpeg, h263, prores and dvvideo; and the audio codecs aac, mp3, mp2, ac3, eac3, opus, vorbis, \
+flac, alac, wmav1, wmav2, nellymoser, amr_nb and the common PCM formats (pcm_s16le, pcm_s16be, pcm_s24le, \
+pcm_s24be, pcm_f32le, pcm_u8, pcm_alaw, pcm_mulaw)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,7 +74,7 @@ pub struct Cli {
     pub out_dir: Option<PathBuf>,
 
     /// Container and codec names (as ffprobe names them) a source may use, comma-separated;
-    /// replaces the default list
+    /// replaces the default list (see DESCRIPTION)
     #[arg(long, value_name = "NAMES", value_delimiter = ',', default_value = DEFAULT_ALLOW, hide_default_value = true)]
     pub allow: Vec<String>,
 
@@ -343,5 +349,15 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn the_description_names_every_default_allowed_format() {
+        let command = <Cli as clap::CommandFactory>::command();
+        let text = command.get_long_about().unwrap().to_string();
+        let listed = text.split("By default --allow accepts").nth(1).unwrap();
+        for name in DEFAULT_ALLOW.split(',') {
+            assert!(listed.contains(name), "{name} is not described");
+        }
     }
 }
