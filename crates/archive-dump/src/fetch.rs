@@ -347,6 +347,14 @@ fn classify_call(e: ureq::Error, shown: &str) -> Failure {
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
             Failure::Fatal(coded(Code::Unavailable, format!("{message}: TLS failed"), e))
         }
+        // rustls reports a refused handshake (an untrusted certificate) as invalid data.
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::InvalidData => Failure::Fatal(coded(
+            Code::Unavailable,
+            format!(
+                "{message}: TLS failed (for a private CA, pass its certificate with --ca-cert)"
+            ),
+            io,
+        )),
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             Failure::Fatal(coded(Code::Usage, format!("{message}: bad URL"), e))
         }
