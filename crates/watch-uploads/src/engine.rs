@@ -92,6 +92,7 @@ pub struct Engine<W: Write> {
     pending: Pending,
     closed: HashMap<Key, Instant>,
     own_renames: HashSet<PathBuf>,
+    log_waited: HashSet<PathBuf>,
     tree: Option<Tree>,
     out: RecordWriter<W>,
     writers: Option<(Instant, HashSet<Inode>)>,
@@ -100,6 +101,9 @@ pub struct Engine<W: Write> {
     watch_limit_warned: bool,
     stats: Stats,
 }
+
+/// How long a file the SFTP log does not mention waits once for the log line to arrive.
+const LOG_GRACE: Duration = Duration::from_millis(500);
 
 /// How long one look at the open writers is trusted.
 const WRITERS_FRESH: Duration = Duration::from_millis(50);
@@ -137,6 +141,7 @@ impl<W: Write> Engine<W> {
             pending: Pending::default(),
             closed: HashMap::new(),
             own_renames: HashSet::new(),
+            log_waited: HashSet::new(),
             tree: None,
             out,
             writers: None,
@@ -511,6 +516,7 @@ impl<W: Write> Engine<W> {
 
     /// Decides on a file whose wait is over: report it, wait again, or drop it.
     fn judge(&mut self, path: PathBuf, candidate: Candidate) -> anyhow::Result<()> {
+        let waited_for_log = self.log_waited.remove(&path);
         let Ok(meta) = fs::symlink_metadata(&path) else { return Ok(()) };
         if !meta.is_file() {
             return Ok(());
@@ -533,6 +539,14 @@ impl<W: Write> Engine<W> {
                 return Ok(());
             }
             Verdict::Allow(login) => login,
+            Verdict::Unknown if !waited_for_log => {
+                // The server logs before it acts, but the line may still be on its way
+                // (syslog): give it a moment once.
+                self.log_waited.insert(path.clone());
+                self.pending.schedule(path, candidate, Instant::now() + LOG_GRACE);
+                return Ok(());
+            }
+            Verdict::Unknown => None,
         };
         let probe = !settle.is_zero() || !candidate.via.writer_finished();
         if probe && self.open_writers().contains(&(key.dev, key.ino)) {
@@ -560,7 +574,7 @@ impl<W: Write> Engine<W> {
     fn sftp_verdict(&mut self, path: &Path) -> Verdict {
         let Some(log) = self.log.as_mut() else { return Verdict::Allow(None) };
         match log.status(path) {
-            None => Verdict::Allow(None),
+            None => Verdict::Unknown,
             Some(state) => match state.handle {
                 Handle::Closed => Verdict::Allow(state.login.clone()),
                 Handle::Forced => {
@@ -641,7 +655,12 @@ impl<W: Write> Engine<W> {
     }
 }
 
+/// What the SFTP log says about a file.
 enum Verdict {
+    /// Report it (as uploaded by this session user, if known).
     Allow(Option<String>),
+    /// The log has no line about it (yet).
+    Unknown,
+    /// Do not report it, for this reason.
     Veto(&'static str),
 }
