@@ -426,3 +426,39 @@ fn symlinks_are_not_followed_out_of_the_tree() {
     assert_eq!(path_of(&w.next()), canonical(&tree.path().join("inside.mp4")));
     assert!(w.drain_for(Duration::from_millis(500)).is_empty());
 }
+
+/// watch-uploads in a user namespace of its own whose inotify watch limit is `limit`
+/// (`/proc/sys/user/max_inotify_watches` is per namespace), so other processes keep theirs.
+fn with_watch_limit(limit: u32, args: &[&str]) -> Watcher {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$0\" -v \"$@\""))
+        .arg(common::BIN)
+        .args(args);
+    Watcher::spawn_command(command)
+}
+
+#[test]
+fn the_inotify_watch_limit_is_named_at_start_and_survived_later() {
+    let tree = dir();
+    for sub in ["a", "b", "c"] {
+        fs::create_dir(tree.path().join(sub)).unwrap();
+    }
+    let (status, _, stderr) = with_watch_limit(2, &["--no-state", &arg(tree.path())]).finish();
+    assert_eq!(status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("fs.inotify.max_user_watches"), "{stderr}");
+
+    let w = with_watch_limit(
+        5,
+        &["--no-state", "--settle", "100ms", "--rescan-every", "1s", &arg(tree.path())],
+    );
+    w.wait_stderr("watching 4 folders");
+    fs::create_dir(tree.path().join("d")).unwrap();
+    fs::create_dir(tree.path().join("e")).unwrap();
+    w.wait_stderr("fs.inotify.max_user_watches");
+    upload(&tree.path().join("e/late.mp4"), b"found by a rescan");
+    let record = w.next();
+    assert_eq!(path_of(&record), canonical(&tree.path().join("e/late.mp4")));
+    assert_eq!(record["via"], "scan");
+}

@@ -81,7 +81,7 @@ class Watcher:
 def start_both(tree, settle):
     ours = Watcher(
         "ours",
-        [OURS, "-v", "--no-state", "--settle", settle, "--rescan-every", "0", tree],
+        [OURS, "-v", "--no-state", "--settle", settle, tree],
         "watching ",
     )
     theirs = Watcher(

@@ -37,9 +37,14 @@ impl Watcher {
 
     /// Starts `watch-uploads -v ARGS…` without waiting.
     pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Watcher {
-        let mut child = Command::new(BIN)
-            .arg("-v")
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.arg("-v").args(args);
+        Watcher::spawn_command(command)
+    }
+
+    /// Starts a prepared command whose output is watch-uploads' own.
+    pub fn spawn_command(mut command: Command) -> Watcher {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
