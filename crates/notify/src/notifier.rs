@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::channel::{Channel, Message};
 use crate::digest::Summary;
 use crate::limit::RateLimit;
-use crate::template::{Templates, Texts, record_context};
+use crate::template::{Templates, record_context};
 
 /// The record field notify adds.
 pub const NOTIFIED: &str = "notified";
@@ -28,6 +28,8 @@ pub struct Addressing {
     pub attach: Vec<PathBuf>,
     /// `--attach-field`.
     pub attach_fields: Vec<FieldPath>,
+    /// `--max-attachment-size`, in bytes.
+    pub max_attachment: u64,
 }
 
 /// Sends messages on every channel and keeps the tally.
@@ -184,8 +186,8 @@ impl<'c> Notifier<'c> {
         }
     }
 
-    /// `--attach` files and the files `--attach-field` names; files that are gone are left out
-    /// with a warning, so the uploader still hears that the video is ready.
+    /// `--attach` files and the files `--attach-field` names; files that are gone or too big
+    /// are left out with a warning, so the uploader still hears that the video is ready.
     fn attachments(&self, record: &Record) -> Vec<PathBuf> {
         let from_fields = self.addressing.attach_fields.iter().filter_map(|field| {
             record
@@ -199,14 +201,22 @@ impl<'c> Notifier<'c> {
             .iter()
             .cloned()
             .chain(from_fields)
-            .filter(|path| {
-                let present = path.is_file();
-                if !present {
-                    tracing::warn!(file = %path.display(), "attachment not found; sending without it");
-                }
-                present
-            })
+            .filter(|path| attachable(path, self.addressing.max_attachment))
             .collect()
+    }
+}
+
+fn attachable(path: &std::path::Path, max: u64) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() <= max => true,
+        Ok(meta) if meta.is_file() => {
+            tracing::warn!(file = %path.display(), bytes = meta.len(), "attachment larger than --max-attachment-size; sending without it");
+            false
+        }
+        _ => {
+            tracing::warn!(file = %path.display(), "attachment not found; sending without it");
+            false
+        }
     }
 }
 
@@ -247,12 +257,6 @@ pub fn addresses(value: &Value) -> Result<Vec<Mailbox>, String> {
         .into_iter()
         .map(|t| t.parse().map_err(|_| format!("{t:?} is not an e-mail address")))
         .collect()
-}
-
-/// The texts a digest would be sent with, for tests and previews.
-pub fn digest_texts(templates: &Templates, summary: &Summary) -> Result<Texts, String> {
-    let value = serde_json::to_value(summary).expect("a summary serialises");
-    templates.render(&minijinja::Value::from_serialize(&value)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

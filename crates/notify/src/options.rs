@@ -83,6 +83,10 @@ pub struct Cli {
     #[arg(long, value_name = "FIELD", help_heading = "E-mail")]
     pub attach_field: Vec<FieldPath>,
 
+    /// Leave out attachments larger than this many bytes (mail servers refuse big messages)
+    #[arg(long, value_name = "BYTES", default_value_t = 20 * 1024 * 1024, help_heading = "E-mail")]
+    pub max_attachment_size: u64,
+
     /// Post to a Mattermost incoming webhook; its URL (a secret) comes from
     /// --mattermost-url-file or NOTIFY_MATTERMOST_URL
     #[arg(long, help_heading = "Mattermost and Slack")]

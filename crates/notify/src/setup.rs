@@ -143,6 +143,7 @@ impl<'a> Setup<'a> {
             to_field: cli.to_field.clone(),
             attach: cli.attach.clone(),
             attach_fields: cli.attach_field.clone(),
+            max_attachment: cli.max_attachment_size,
         };
         let parts = NotifierParts {
             email,

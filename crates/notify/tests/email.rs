@@ -27,6 +27,8 @@ fn mails_the_uploader_over_starttls_with_the_thumbnail() {
     let thumbnail = dir.path().join("clip.png");
     let png: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     std::fs::write(&thumbnail, &png).unwrap();
+    let too_big = dir.path().join("big.png");
+    std::fs::write(&too_big, vec![0u8; 20_000]).unwrap();
     let password = secret_file(dir.path(), "smtp.pw", PASSWORD);
     let url = format!("smtp://127.0.0.1:{}", smtp.port());
     let ca = smtp.ca().unwrap().ca_cert_path();
@@ -36,7 +38,7 @@ fn mails_the_uploader_over_starttls_with_the_thumbnail() {
                "video": {"source": "/srv/in/clip.mp4", "thumbnail": thumbnail,
                          "metadata": {"duration": 187.4, "size": 3_670_016, "width": 640, "height": 360}}}),
         json!({"kind": "video", "path": "/srv/out/other.flv",
-               "user": {"login": "bob", "email": "bob@example.org"}}),
+               "user": {"login": "bob", "email": "bob@example.org"}, "video": {"thumbnail": too_big}}),
     ];
     let run = notify(
         &[
@@ -55,6 +57,8 @@ fn mails_the_uploader_over_starttls_with_the_thumbnail() {
             "user.email",
             "--attach-field",
             "video.thumbnail",
+            "--max-attachment-size",
+            "10000",
         ],
         &[],
         &lines(&records),
@@ -75,7 +79,8 @@ fn mails_the_uploader_over_starttls_with_the_thumbnail() {
     assert_eq!(ann.attachments[0].content_type, "image/png");
     assert_eq!(ann.attachments[0].bytes, png);
     let bob = mails.iter().find(|m| m.recipients == ["bob@example.org"]).expect("Bob's mail");
-    assert!(bob.attachments.is_empty());
+    assert!(bob.attachments.is_empty(), "too big to attach");
+    assert!(run.stderr.contains("larger than --max-attachment-size"), "{}", run.stderr);
 
     assert_eq!(run.records.len(), 2);
     assert_eq!(run.records[0]["notified"]["email"]["status"], "sent");
