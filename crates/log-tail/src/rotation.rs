@@ -133,9 +133,20 @@ impl Finder {
                 }
             }
         }
+        drop_compressing(&mut found);
         sort_oldest_first(&mut found);
         found
     }
+}
+
+/// `X.gz` next to `X` is a compression in progress (or not yet cleaned up): the plain file is
+/// the complete one, and reading both would repeat its lines.
+fn drop_compressing(found: &mut Vec<Candidate>) {
+    let plain: Vec<PathBuf> = found.iter().filter(|c| !c.gz).map(|c| c.path.clone()).collect();
+    found.retain(|c| {
+        !(c.path.extension().is_some_and(|e| e == "gz")
+            && plain.contains(&c.path.with_extension("")))
+    });
 }
 
 /// Oldest first: by number or by date when every file follows that scheme, else by

@@ -20,6 +20,11 @@ use crate::state::{FINGERPRINT_LEN, Fingerprint, Position, State};
 /// How often the position is saved during a long read or while following.
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often, and how far apart, the rotated files are looked at again when the file last read
+/// is not among them.
+const SETTLE_ATTEMPTS: u32 = 3;
+const SETTLE_PAUSE: Duration = Duration::from_millis(50);
+
 /// Options that shape how a log is tailed.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -190,6 +195,8 @@ impl Source {
 
     fn stream(&mut self) -> io::Result<Box<dyn Read + '_>> {
         if self.gz {
+            // The head was read through a duplicate of this descriptor, which shares its offset.
+            (&self.file).seek(SeekFrom::Start(0))?;
             let mut decoder =
                 MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, &self.file));
             let skipped = io::copy(&mut (&mut decoder).take(self.start), &mut io::sink())?;
@@ -239,18 +246,27 @@ impl Tailer {
             let mut source = Source::from_file(file, &self.log, false, pos.offset)
                 .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))?;
             if meta.len() < pos.offset || !pos.fingerprint.matches(&source.head) {
-                warn!(
-                    "{} was truncated or replaced (copytruncate?); reading it again from the start: \
-                     lines written between the copy and the truncation may be missing",
-                    self.log.display()
-                );
                 source.start = 0;
+                let (mut sources, complete) = self.copy_of(&pos);
+                warn!(
+                    "{} was truncated or replaced (copytruncate?); {}reading it again from the \
+                     start: lines written between the copy and the truncation may be missing",
+                    self.log.display(),
+                    match sources.first() {
+                        Some(copy) =>
+                            format!("finishing its copy {} first, then ", copy.path.display()),
+                        None => String::new(),
+                    }
+                );
+                if complete {
+                    sources.push(source);
+                }
+                return self.read_sources(session, sources);
             }
             return self.read_sources(session, vec![source]);
         }
         let current = meta.as_ref().map(|m| (m.dev(), m.ino()));
-        let candidates = self.finder.candidates(current);
-        let mut sources = self.locate(&pos, &candidates);
+        let (mut sources, complete) = self.locate_settled(&pos, current);
         if sources.is_empty() && meta.is_some() {
             warn!(
                 "{} is another file now and the file last read ({}, inode {}) was not found among \
@@ -261,7 +277,7 @@ impl Tailer {
                 pos.inode
             );
         }
-        if meta.is_some() {
+        if meta.is_some() && complete {
             match Source::open(&self.log, false, 0) {
                 Ok(source) => sources.push(source),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -322,8 +338,49 @@ impl Tailer {
         }
     }
 
-    /// The file last read (from its saved offset) and every rotated file newer than it.
-    fn locate(&mut self, pos: &Position, candidates: &[Candidate]) -> Vec<Source> {
+    /// After copytruncate: the copy of the truncated file (found by its first bytes) from the
+    /// saved offset, and the rotated files newer than it.
+    /// The flag is false when a rotated file could not be opened: reading must stop there.
+    fn copy_of(&self, pos: &Position) -> (Vec<Source>, bool) {
+        let mut attempt = 0;
+        let (candidates, (index, copy)) = loop {
+            let candidates = self.finder.candidates(Some((pos.dev, pos.inode)));
+            if let Some(found) = find(pos, &candidates) {
+                break (candidates, found);
+            }
+            attempt += 1;
+            if attempt == SETTLE_ATTEMPTS {
+                return (Vec::new(), true);
+            }
+            std::thread::sleep(SETTLE_PAUSE);
+        };
+        let mut sources = vec![copy];
+        let complete = open_all(&candidates[index + 1..], &mut sources);
+        (sources, complete)
+    }
+
+    /// [`Tailer::locate`], looking again a few times when the file is not found: logrotate
+    /// may be between writing `X.gz` and deleting `X` right then.
+    fn locate_settled(
+        &mut self,
+        pos: &Position,
+        current: Option<(u64, u64)>,
+    ) -> (Vec<Source>, bool) {
+        let mut attempt = 0;
+        loop {
+            let candidates = self.finder.candidates(current);
+            let found = self.locate(pos, &candidates);
+            attempt += 1;
+            if !found.0.is_empty() || attempt == SETTLE_ATTEMPTS {
+                return found;
+            }
+            std::thread::sleep(SETTLE_PAUSE);
+        }
+    }
+
+    /// The file last read (from its saved offset) and every rotated file newer than it; the
+    /// flag is false when one could not be opened and reading must stop there.
+    fn locate(&mut self, pos: &Position, candidates: &[Candidate]) -> (Vec<Source>, bool) {
         let held = self.take_held(pos.dev, pos.inode);
         let (index, found) = find(pos, candidates).unzip();
         let old = match (held, found) {
@@ -334,19 +391,14 @@ impl Tailer {
             }
             (None, found) => found,
         };
-        let Some(mut old) = old else { return Vec::new() };
+        let Some(mut old) = old else { return (Vec::new(), true) };
         if old.gz {
             (old.dev, old.inode) = (pos.dev, pos.inode);
         }
         let newer = index.map_or(candidates.len(), |i| i + 1);
         let mut sources = vec![old];
-        for candidate in &candidates[newer..] {
-            match Source::open(&candidate.path, candidate.gz, 0) {
-                Ok(source) => sources.push(source),
-                Err(e) => warn!("cannot read rotated file {}: {e}", candidate.path.display()),
-            }
-        }
-        sources
+        let complete = open_all(&candidates[newer..], &mut sources);
+        (sources, complete)
     }
 
     /// Reads the sources in order. Each but the last is read to its end, a last line without
@@ -398,7 +450,7 @@ impl Tailer {
         let mut sink = Checkpoints { core: &mut session.core, key: &self.key, origin: &origin };
         let read = session.reader.read(&mut stream, start, finish, &mut sink);
         drop(stream);
-        let end = read?;
+        let end = read.with_code(Code::IoErr, what)?;
         source.refresh_head().with_code(Code::IoErr, what)?;
         session.core.set_position(&self.key, source.position(end));
         Ok(())
@@ -406,15 +458,34 @@ impl Tailer {
 }
 
 /// The rotated file that holds the saved position: by device and inode (its first bytes
-/// unchanged), else a compressed file whose content starts with the saved fingerprint (newest
-/// first).
+/// unchanged), else a file whose content starts with the saved fingerprint, newest first: a
+/// compressed copy, or the copy copytruncate made.
 fn find(pos: &Position, candidates: &[Candidate]) -> Option<(usize, Source)> {
     let by_inode = candidates.iter().position(|c| (c.dev, c.inode) == (pos.dev, pos.inode));
-    let gz = candidates.iter().enumerate().rev().filter(|(_, c)| c.gz).map(|(i, _)| i);
-    by_inode.into_iter().chain(gz).find_map(|i| {
+    // An empty fingerprint says nothing about content that was read past it.
+    let by_content = pos.fingerprint.len > 0 || pos.offset == 0;
+    let copies = candidates.iter().enumerate().rev().filter(|_| by_content).map(|(i, _)| i);
+    by_inode.into_iter().chain(copies).find_map(|i| {
         let source = Source::open(&candidates[i].path, candidates[i].gz, pos.offset).ok()?;
         pos.fingerprint.matches(&source.head).then_some((i, source))
     })
+}
+
+/// Opens the rotated files in order, stopping at the first that cannot be opened (it may be
+/// moving or being compressed right now): skipping it would lose its lines, the next run
+/// retries.
+/// True when every file could be opened.
+fn open_all(candidates: &[Candidate], sources: &mut Vec<Source>) -> bool {
+    for candidate in candidates {
+        match Source::open(&candidate.path, candidate.gz, 0) {
+            Ok(source) => sources.push(source),
+            Err(e) => {
+                warn!("cannot read rotated file {} yet: {e}", candidate.path.display());
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Hands lines to the emitter and saves the position every second, after flushing.
