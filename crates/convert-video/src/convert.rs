@@ -2,12 +2,11 @@
 //! source, run ffmpeg into temporary names, check the result, and only then give the files
 //! their final names. A failure leaves nothing behind; the source is never touched.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
@@ -165,7 +164,7 @@ pub fn convert(
     let plan = Plan::choose(&probe, settings.target, &settings.encoding)
         .ok_or_else(|| Problem::NoVideoStream.to_string())?;
     bar.start(source, probe.duration);
-    let temps = Temps::for_outputs(&outputs);
+    let temps = Temps::for_outputs(&outputs)?;
     transcode(source, &probe, &plan, settings, &temps, &limits, bar)?;
     let produced = probe::probe(&settings.ffprobe, &temps.video, &limits)
         .map_err(|p| format!("the converted file failed its check: {p}"))?;
@@ -228,7 +227,7 @@ fn up_to_date(
     }
 }
 
-/// Runs ffmpeg; on any failure its partial files are removed (by [`Temps`]' drop).
+/// Runs ffmpeg; on any failure its partial files go with [`Temps`].
 fn transcode(
     source: &Path,
     probe: &Probe,
@@ -301,40 +300,41 @@ fn write_sidecar(path: &Path, metadata: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Distinguishes the temporary names of jobs running at once in one process.
-static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-
-/// Temporary names beside the final ones (hidden, `.NAME.PID-N.part`), removed on drop
-/// unless committed.
+/// The files ffmpeg writes, in a private hidden folder (mode 0700) beside the outputs: nobody
+/// else can plant a symbolic link at a name ffmpeg is about to open, and a half-written file
+/// never has a final name. The folder and whatever is left in it go on drop.
 #[derive(Debug)]
 struct Temps {
+    /// Held for its drop, which removes the folder.
+    _dir: tempfile::TempDir,
     video: PathBuf,
     thumbnail: PathBuf,
     sidecar: Option<PathBuf>,
-    committed: bool,
 }
 
 impl Temps {
-    fn for_outputs(outputs: &Outputs) -> Temps {
-        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-        let temp = |path: &Path| {
-            let mut name = OsString::from(".");
-            name.push(path.file_name().unwrap_or_default());
-            name.push(format!(".{}-{n}.part", std::process::id()));
-            path.with_file_name(name)
+    fn for_outputs(outputs: &Outputs) -> Result<Temps, String> {
+        let parent = match outputs.video.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
         };
-        Temps {
-            video: temp(&outputs.video),
-            thumbnail: temp(&outputs.thumbnail),
-            sidecar: outputs.sidecar.as_deref().map(temp),
-            committed: false,
-        }
+        let dir =
+            tempfile::Builder::new().prefix(".convert-video-").tempdir_in(parent).map_err(|e| {
+                format!("cannot create a temporary folder in {}: {e}", parent.display())
+            })?;
+        let inside = |path: &Path| dir.path().join(path.file_name().unwrap_or_default());
+        Ok(Temps {
+            video: inside(&outputs.video),
+            thumbnail: inside(&outputs.thumbnail),
+            sidecar: outputs.sidecar.as_deref().map(inside),
+            _dir: dir,
+        })
     }
 
     /// Gives the files their final names, the video last: once it exists, so do the others.
     /// When one cannot be placed, the ones already placed (new files, without `overwrite`)
     /// are removed again.
-    fn commit(mut self, outputs: &Outputs, overwrite: bool) -> Result<(), String> {
+    fn commit(self, outputs: &Outputs, overwrite: bool) -> Result<(), String> {
         let mut moves = Vec::new();
         if let (Some(temp), Some(last)) = (&self.sidecar, &outputs.sidecar) {
             moves.push((temp, last));
@@ -351,7 +351,6 @@ impl Temps {
             }
             placed.push(last);
         }
-        self.committed = true;
         Ok(())
     }
 }
@@ -366,17 +365,6 @@ fn place(temp: &Path, last: &Path, overwrite: bool) -> Result<(), String> {
         }
         e => format!("cannot rename {} to {}: {e}", temp.display(), last.display()),
     })
-}
-
-impl Drop for Temps {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        for path in [&self.video, &self.thumbnail].into_iter().chain(self.sidecar.as_ref()) {
-            let _ = fs::remove_file(path);
-        }
-    }
 }
 
 #[cfg(test)]

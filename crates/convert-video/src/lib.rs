@@ -48,8 +48,8 @@ The output record is the input record with \"kind\": \"video\", \"path\" set to 
 \"video\" object: source, output, thumbnail, remuxed, metadata (container, duration, size, bit_rate, width, \
 height, frame_rate, video_codec, audio_codec, audio_channels, audio_sample_rate), seconds, and \"skipped\": true \
 when an up-to-date output already existed. Records with an error or without a path pass through untouched.\n\n\
-Files are written under hidden temporary names (.NAME.PID-N.part) and renamed when complete; a failed, timed \
-out or stopped conversion leaves nothing behind, and the source is never changed. An existing output that is \
+ffmpeg writes into a private hidden folder beside the outputs (.convert-video-XXXXXX, mode 0700); the \
+files are checked, then renamed to their final names. A failed, timed out or stopped conversion leaves nothing behind, and the source is never changed. An existing output that is \
 newer than its source and was made from it (this tool names the source in the output's comment tag) is kept \
 and reported as skipped, without \"remuxed\"; any other existing file at an output name is only \
 replaced with --overwrite. ffmpeg gets file names as arguments through its file: protocol, never through a shell, \

@@ -77,6 +77,8 @@ pub enum Problem {
     NoIndex,
     #[error("not a video file that ffprobe can read ({0})")]
     NotVideo(String),
+    #[error("the file is a still image ({0}), not a video")]
+    Image(String),
     #[error("the file has no video stream")]
     NoVideoStream,
     #[error("the container format {0} is not allowed (see --allow)")]
@@ -148,6 +150,10 @@ fn explain_failure(path: &Path, stderr: &str) -> Problem {
 /// Checks that the file is a complete video made of allowed formats.
 pub fn validate(probe: &Probe, allow: &[String]) -> Result<(), Problem> {
     let allowed = |name: &str| allow.iter().any(|a| a.eq_ignore_ascii_case(name));
+    let still = |name: &String| name == "image2" || name.ends_with("_pipe");
+    if probe.format_names.iter().any(still) {
+        return Err(Problem::Image(probe.format_names.join(",")));
+    }
     if !probe.format_names.iter().any(|name| allowed(name)) {
         return Err(Problem::FormatNotAllowed(probe.format_names.join(",")));
     }
@@ -336,5 +342,7 @@ mod tests {
         ));
         probe.video = None;
         assert_eq!(validate(&probe, &allow(&["mov"])), Err(Problem::NoVideoStream));
+        probe.format_names = vec!["png_pipe".to_owned()];
+        assert!(matches!(validate(&probe, &allow(&["png_pipe"])), Err(Problem::Image(_))));
     }
 }

@@ -323,7 +323,10 @@ fn sigterm_stops_running_jobs_and_passes_their_records_on() {
     // Wait for ffmpeg's temporary output to appear: the conversion is under way.
     let running = (0..600).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        listing(d).iter().any(|n| n.ends_with(".part"))
+        listing(d)
+            .iter()
+            .filter(|n| n.starts_with(".convert-video-"))
+            .any(|n| listing(&file(d, n)).contains("long.flv"))
     });
     assert!(running, "no temporary output appeared");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
