@@ -5,7 +5,10 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use base64::Engine as _;
 use indicatif::ProgressBar;
@@ -209,6 +212,9 @@ fn read_certificates(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
     Ok(certs)
 }
 
+/// One attempt. The request runs on its own thread so that a signal ends the wait at once,
+/// even while the server is silent (the stall timeout may be long); the temp file is then
+/// removed here and the abandoned thread ends with the process.
 fn once(
     agent: &Agent,
     options: &HttpOptions,
@@ -217,61 +223,115 @@ fn once(
     progress: &ProgressBar,
     shutdown: &Shutdown,
 ) -> Result<Fetched, Failure> {
-    let shown = redact(&options.url);
-    let mut request = agent.get(&options.url);
-    if let Some((user, password)) = &options.credentials {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{user}:{}", password.expose()));
-        request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
-    }
-    if let Some(etag) = previous.and_then(|v| v.etag.as_deref()) {
-        request = request.header(header::IF_NONE_MATCH, etag);
-    }
-    if let Some(date) = previous.and_then(|v| v.last_modified.as_deref()) {
-        request = request.header(header::IF_MODIFIED_SINCE, date);
-    }
-    let response = request.call().map_err(|e| classify_call(e, &shown))?;
-    let status = response.status();
-    match status {
-        StatusCode::OK => {}
-        StatusCode::NOT_MODIFIED if previous.is_some() => return Ok(Fetched::Unchanged),
-        s if s.is_server_error()
-            || s == StatusCode::REQUEST_TIMEOUT
-            || s == StatusCode::TOO_MANY_REQUESTS =>
-        {
-            return Err(Failure::Transient(err(
-                Code::TempFail,
-                format!("GET {shown}: the server answered {s}"),
-            )));
-        }
-        s => {
-            return Err(Failure::Fatal(err(
-                status_code(s),
-                format!("GET {shown}: the server answered {s}"),
-            )));
-        }
-    }
-    let validators = Validators::from_headers(response.headers());
-    let length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = length.filter(|l| *l > options.max_download) {
-        return Err(Failure::Fatal(too_large(&shown, length, options.max_download)));
-    }
     let file = tempfile::Builder::new()
         .prefix(".archive-dump-")
         .suffix(".zip.part")
         .tempfile_in(dir)
         .with_code(Code::IoErr, || format!("cannot create a temp file in {}", dir.display()))
         .map_err(Failure::Fatal)?;
-    if let Some(length) = length {
-        progress.set_length(length);
+    let sink = file
+        .as_file()
+        .try_clone()
+        .with_code(Code::IoErr, || "cannot reopen the temp file".to_owned())
+        .map_err(Failure::Fatal)?;
+    let attempt = Attempt {
+        agent: agent.clone(),
+        options: options.clone(),
+        previous: previous.cloned(),
+        progress: progress.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let (done, result) = crossbeam_channel::bounded(1);
+    thread::Builder::new()
+        .name("download".to_owned())
+        .spawn(move || drop(done.send(attempt.run(&sink))))
+        .context("starting the download thread")
+        .map_err(Failure::Fatal)?;
+    crossbeam_channel::select! {
+        recv(result) -> got => match got {
+            Ok(Ok(Got::Unchanged)) => Ok(Fetched::Unchanged),
+            Ok(Ok(Got::Body { bytes, validators })) => {
+                Ok(Fetched::Downloaded(Download { file, bytes, validators }))
+            }
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(Failure::Fatal(err(Code::Usage, "the download thread ended without an answer"))),
+        },
+        recv(shutdown.receiver()) -> _ => {
+            Err(Failure::Fatal(err(Code::TempFail, "stopped by a signal while downloading")))
+        }
     }
-    let body = response.into_body().into_reader();
-    let bytes = copy_body(body, file.as_file(), options.max_download, progress, shutdown, &shown)?;
-    Ok(Fetched::Downloaded(Download { file, bytes, validators }))
+}
+
+/// What the download thread got.
+enum Got {
+    Unchanged,
+    Body { bytes: u64, validators: Validators },
+}
+
+/// Everything one attempt needs, owned, for the download thread.
+struct Attempt {
+    agent: Agent,
+    options: HttpOptions,
+    previous: Option<Validators>,
+    progress: ProgressBar,
+    shutdown: Shutdown,
+}
+
+impl Attempt {
+    fn run(self, file: &fs::File) -> Result<Got, Failure> {
+        let options = &self.options;
+        let previous = self.previous.as_ref();
+        let shown = redact(&options.url);
+        let mut request = self.agent.get(&options.url);
+        if let Some((user, password)) = &options.credentials {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", password.expose()));
+            request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
+        }
+        if let Some(etag) = previous.and_then(|v| v.etag.as_deref()) {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = previous.and_then(|v| v.last_modified.as_deref()) {
+            request = request.header(header::IF_MODIFIED_SINCE, date);
+        }
+        let response = request.call().map_err(|e| classify_call(e, &shown))?;
+        let status = response.status();
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_MODIFIED if previous.is_some() => return Ok(Got::Unchanged),
+            s if s.is_server_error()
+                || s == StatusCode::REQUEST_TIMEOUT
+                || s == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                return Err(Failure::Transient(err(
+                    Code::TempFail,
+                    format!("GET {shown}: the server answered {s}"),
+                )));
+            }
+            s => {
+                return Err(Failure::Fatal(err(
+                    status_code(s),
+                    format!("GET {shown}: the server answered {s}"),
+                )));
+            }
+        }
+        let validators = Validators::from_headers(response.headers());
+        let length = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = length {
+            if length > options.max_download {
+                return Err(Failure::Fatal(too_large(&shown, length, options.max_download)));
+            }
+            self.progress.set_length(length);
+        }
+        let body = response.into_body().into_reader();
+        let bytes =
+            copy_body(body, file, options.max_download, &self.progress, &self.shutdown, &shown)?;
+        Ok(Got::Body { bytes, validators })
+    }
 }
 
 fn copy_body(

@@ -70,7 +70,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub member: String,
 
-    /// Folder for the archive (and the temp files); it must exist
+    /// Folder for the archive (created mode 0600: a dump is private) and the temp files; it must exist
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
 

@@ -4,8 +4,8 @@
 mod support;
 
 use std::fs;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use opsline_testkit::http::{HttpServer, Reply};
@@ -280,6 +280,34 @@ fn a_stalled_body_times_out_and_leaves_no_file() {
 }
 
 #[test]
+fn a_slow_download_that_keeps_flowing_is_not_cut() {
+    // Eight pieces 250 ms apart: two seconds in all, four times the stall timeout, yet never
+    // silent for as long as the stall timeout.
+    let s = Scratch::new();
+    let data = dump(100_000, 10);
+    let zip = fresh_zip(&s, &data);
+    let url = support::trickle_server(fs::read(&zip).unwrap(), 8, Duration::from_millis(250));
+    let run = run(
+        &[
+            "--url",
+            &url,
+            "--member",
+            "dump.sql",
+            "--out-dir",
+            &s.out_str(),
+            "--stall-timeout",
+            "500ms",
+            "--retries",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(run.archive()["seconds"].as_f64().unwrap() >= 1.9, "{run:#?}");
+    assert_eq!(run.archive()["bytes_in"], data.len());
+}
+
+#[test]
 fn a_truncated_download_is_a_corrupt_zip() {
     let s = Scratch::new();
     let zip = fresh_zip(&s, &dump(100_000, 5));
@@ -467,4 +495,44 @@ fn basic_auth_takes_the_password_from_a_file_or_the_environment() {
     assert_eq!(no_password.code, Some(78), "{no_password:#?}");
     assert_eq!(server.requests().len(), 3, "no request without a password");
     assert_eq!(listing(&s.out()), ["env.tgz", "file.tgz"]);
+}
+
+#[test]
+fn sigterm_during_a_silent_download_stops_at_once_and_cleans_up() {
+    let s = Scratch::new();
+    let zip = fresh_zip(&s, &dump(300_000, 11));
+    let server = HttpServer::start().unwrap();
+    server.set_default(Reply::file(&zip).unwrap().stall_after(10_000));
+    let mut child = Command::new(support::BIN)
+        .args([
+            "--url",
+            &server.url("/n.zip"),
+            "--member",
+            "dump.sql",
+            "--out-dir",
+            &s.out_str(),
+            "--stall-timeout",
+            "5m",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for_requests(1, WAIT).unwrap();
+    opsline_testkit::net::wait_until(WAIT, || listing(&s.out()).len() == 1).unwrap();
+    let started = Instant::now();
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    opsline_testkit::net::wait_until(WAIT, || child.try_wait().unwrap().is_some())
+        .expect("archive-dump stops long before its 5 minute stall timeout");
+    let output = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < WAIT);
+    assert_eq!(output.status.code(), Some(75), "{}", String::from_utf8_lossy(&output.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        record["error"]["message"].as_str().unwrap().contains("stopped by a signal"),
+        "{record}"
+    );
+    assert!(listing(&s.out()).is_empty(), "the partial download is removed");
 }

@@ -229,3 +229,33 @@ impl Scratch {
         self.out().to_str().unwrap().to_owned()
     }
 }
+
+/// A one-shot HTTP server on 127.0.0.1 that sends `body` in `chunks` pieces with `pause`
+/// between them: a slow download whose bytes keep flowing. Returns the URL; the server thread
+/// ends after one response.
+pub fn trickle_server(body: Vec<u8>, chunks: usize, pause: std::time::Duration) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        let mut stream = stream;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        for piece in body.chunks(body.len().div_ceil(chunks)) {
+            std::thread::sleep(pause);
+            if stream.write_all(piece).and_then(|()| stream.flush()).is_err() {
+                return;
+            }
+        }
+    });
+    format!("http://{addr}/slow.zip")
+}
