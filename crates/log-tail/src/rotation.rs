@@ -90,8 +90,22 @@ impl Finder {
     }
 
     /// The rotated files, oldest first, without the log itself (`current`: its device and
-    /// inode) and without a file seen twice under two names.
+    /// inode) and without a file seen twice under two names. Listed until two listings in a
+    /// row agree, so that a rotation in progress does not leave a file out.
     pub fn candidates(&self, current: Option<(u64, u64)>) -> Vec<Candidate> {
+        let mut listed = self.list(current);
+        for _ in 0..LISTINGS {
+            let again = self.list(current);
+            if same_files(&listed, &again) {
+                break;
+            }
+            listed = again;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        listed
+    }
+
+    fn list(&self, current: Option<(u64, u64)>) -> Vec<Candidate> {
         let mut found: Vec<Candidate> = Vec::new();
         let mut add = |path: PathBuf, order: Order| {
             let Ok(meta) = fs::metadata(&path) else { return };
@@ -137,6 +151,16 @@ impl Finder {
         sort_oldest_first(&mut found);
         found
     }
+}
+
+/// How many extra listings a rotation in progress may take.
+const LISTINGS: usize = 5;
+
+fn same_files(a: &[Candidate], b: &[Candidate]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (&x.path, x.dev, x.inode, x.gz) == (&y.path, y.dev, y.inode, y.gz))
 }
 
 /// `X.gz` next to `X` is a compression in progress (or not yet cleaned up): the plain file is

@@ -136,6 +136,16 @@ struct Held {
     inode: u64,
 }
 
+/// What a step reads.
+enum Plan {
+    /// These files, in order.
+    Read(Vec<Source>),
+    /// Nothing: the log is gone (its position is kept).
+    Missing,
+    /// The log changed while being looked at: look again.
+    Moving,
+}
+
 /// A file to read from some offset on.
 struct Source {
     file: File,
@@ -152,6 +162,16 @@ impl Source {
     fn open(path: &Path, gz: bool, start: u64) -> io::Result<Self> {
         let file = File::open(path)?;
         Source::from_file(file, path, gz, start)
+    }
+
+    /// Opens a listed rotated file, making sure the name still leads to the file that was
+    /// listed (a rotation may have moved names along in between).
+    fn open_candidate(candidate: &Candidate, start: u64) -> io::Result<Self> {
+        let source = Source::open(&candidate.path, candidate.gz, start)?;
+        if (source.dev, source.inode) != (candidate.dev, candidate.inode) {
+            return Err(io::Error::other("it was replaced while being looked at"));
+        }
+        Ok(source)
     }
 
     fn from_file(file: File, path: &Path, gz: bool, start: u64) -> io::Result<Self> {
@@ -236,15 +256,28 @@ impl Tailer {
 
     /// Reads everything new and moves the position along.
     pub fn step(&mut self, session: &mut Session) -> anyhow::Result<()> {
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match self.plan(session)? {
+                Plan::Read(sources) => return self.read_sources(session, sources),
+                Plan::Missing => return Ok(()),
+                Plan::Moving if attempt < SETTLE_ATTEMPTS => std::thread::sleep(SETTLE_PAUSE),
+                Plan::Moving => {}
+            }
+        }
+        info!("{} kept changing while being looked at; trying again later", self.log.display());
+        Ok(())
+    }
+
+    /// What to read, in order; [`Plan::Moving`] when the log was renamed or replaced while
+    /// the plan was being made.
+    fn plan(&mut self, session: &Session) -> anyhow::Result<Plan> {
         let meta = self.stat()?;
         let saved = session.core.state.files.get(&self.key).cloned();
-        let Some(pos) = saved else { return self.first_read(session, meta) };
+        let Some(pos) = saved else { return self.first_read(meta) };
         if let Some(meta) = meta.as_ref().filter(|m| (m.dev(), m.ino()) == (pos.dev, pos.inode)) {
-            let file = self.take_held(pos.dev, pos.inode).map_or_else(|| File::open(&self.log), Ok);
-            let file =
-                file.with_code(Code::IoErr, || format!("cannot open {}", self.log.display()))?;
-            let mut source = Source::from_file(file, &self.log, false, pos.offset)
-                .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))?;
+            let Some(mut source) = self.open_log(pos.offset, (pos.dev, pos.inode))? else {
+                return Ok(Plan::Moving);
+            };
             if meta.len() < pos.offset || !pos.fingerprint.matches(&source.head) {
                 source.start = 0;
                 let (mut sources, complete) = self.copy_of(&pos);
@@ -261,41 +294,51 @@ impl Tailer {
                 if complete {
                     sources.push(source);
                 }
-                return self.read_sources(session, sources);
+                return Ok(Plan::Read(sources));
             }
-            return self.read_sources(session, vec![source]);
+            return Ok(Plan::Read(vec![source]));
         }
         let current = meta.as_ref().map(|m| (m.dev(), m.ino()));
         let (mut sources, complete) = self.locate_settled(&pos, current);
-        if sources.is_empty() && meta.is_some() {
-            warn!(
-                "{} is another file now and the file last read ({}, inode {}) was not found among \
-                 its rotated files: reading the new file from the start; lines the old one had \
-                 not given yet may be missing",
-                self.log.display(),
-                pos.source,
-                pos.inode
-            );
-        }
-        if meta.is_some() && complete {
-            match Source::open(&self.log, false, 0) {
-                Ok(source) => sources.push(source),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()));
-                }
+        if let Some(current) = current.filter(|_| complete) {
+            let Some(source) = self.open_log(0, current)? else { return Ok(Plan::Moving) };
+            if sources.is_empty() {
+                warn!(
+                    "{} is another file now and the file last read ({}, inode {}) was not found \
+                     among its rotated files: reading the new file from the start; lines the old \
+                     one had not given yet may be missing",
+                    self.log.display(),
+                    pos.source,
+                    pos.inode
+                );
             }
+            sources.push(source);
         }
         if sources.is_empty() {
             if !self.warned_missing {
                 warn!("{} is missing; keeping its position until it returns", self.log.display());
             }
             self.warned_missing = true;
-            return Ok(());
+            return Ok(Plan::Missing);
         }
         self.warned_missing = false;
-        self.read_sources(session, sources)
+        Ok(Plan::Read(sources))
+    }
+
+    /// The log itself, if it is still the file `id` (device, inode) that was looked at.
+    fn open_log(&self, start: u64, id: (u64, u64)) -> anyhow::Result<Option<Source>> {
+        let what = || format!("cannot read {}", self.log.display());
+        let file = match self.held(id) {
+            Some(file) => file,
+            None => match File::open(&self.log) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_code(Code::IoErr, what),
+            },
+        };
+        let source =
+            Source::from_file(file, &self.log, false, start).with_code(Code::IoErr, what)?;
+        Ok(((source.dev, source.inode) == id).then_some(source))
     }
 
     fn stat(&self) -> anyhow::Result<Option<fs::Metadata>> {
@@ -312,11 +355,7 @@ impl Tailer {
         }
     }
 
-    fn first_read(
-        &mut self,
-        session: &mut Session,
-        meta: Option<fs::Metadata>,
-    ) -> anyhow::Result<()> {
+    fn first_read(&self, meta: Option<fs::Metadata>) -> anyhow::Result<Plan> {
         let Some(meta) = meta else {
             return Err(err(
                 Code::NoInput,
@@ -328,14 +367,16 @@ impl Tailer {
         let start = if self.from_end { last_line_end(&file, meta.len()) } else { 0 };
         let source = Source::from_file(file, &self.log, false, start)
             .with_code(Code::IoErr, || format!("cannot read {}", self.log.display()))?;
-        self.read_sources(session, vec![source])
+        Ok(Plan::Read(vec![source]))
     }
 
-    fn take_held(&mut self, dev: u64, inode: u64) -> Option<File> {
-        match self.open.take() {
-            Some(held) if (held.dev, held.inode) == (dev, inode) => Some(held.file),
-            _ => None,
-        }
+    /// A second descriptor of the file kept open, if it is the file `id`; the original stays
+    /// held until reading has moved on.
+    fn held(&self, id: (u64, u64)) -> Option<File> {
+        self.open
+            .as_ref()
+            .filter(|held| (held.dev, held.inode) == id)
+            .and_then(|held| held.file.try_clone().ok())
     }
 
     /// After copytruncate: the copy of the truncated file (found by its first bytes) from the
@@ -380,8 +421,8 @@ impl Tailer {
 
     /// The file last read (from its saved offset) and every rotated file newer than it; the
     /// flag is false when one could not be opened and reading must stop there.
-    fn locate(&mut self, pos: &Position, candidates: &[Candidate]) -> (Vec<Source>, bool) {
-        let held = self.take_held(pos.dev, pos.inode);
+    fn locate(&self, pos: &Position, candidates: &[Candidate]) -> (Vec<Source>, bool) {
+        let held = self.held((pos.dev, pos.inode));
         let (index, found) = find(pos, candidates).unzip();
         let old = match (held, found) {
             (Some(file), _) => {
@@ -466,7 +507,7 @@ fn find(pos: &Position, candidates: &[Candidate]) -> Option<(usize, Source)> {
     let by_content = pos.fingerprint.len > 0 || pos.offset == 0;
     let copies = candidates.iter().enumerate().rev().filter(|_| by_content).map(|(i, _)| i);
     by_inode.into_iter().chain(copies).find_map(|i| {
-        let source = Source::open(&candidates[i].path, candidates[i].gz, pos.offset).ok()?;
+        let source = Source::open_candidate(&candidates[i], pos.offset).ok()?;
         pos.fingerprint.matches(&source.head).then_some((i, source))
     })
 }
@@ -477,7 +518,7 @@ fn find(pos: &Position, candidates: &[Candidate]) -> Option<(usize, Source)> {
 /// True when every file could be opened.
 fn open_all(candidates: &[Candidate], sources: &mut Vec<Source>) -> bool {
     for candidate in candidates {
-        match Source::open(&candidate.path, candidate.gz, 0) {
+        match Source::open_candidate(candidate, 0) {
             Ok(source) => sources.push(source),
             Err(e) => {
                 warn!("cannot read rotated file {} yet: {e}", candidate.path.display());

@@ -62,7 +62,7 @@ fn repeated_and_killed_runs_lose_nothing_through_every_rotation() {
     let mut ledger = Ledger::default();
     let mut killed_runs = 0;
     while !done.load(Ordering::SeqCst) {
-        let mut child = command(dir.path(), &[&"--state", &state, &log])
+        let mut child = command(dir.path(), &[&"-v", &"--state", &state, &log])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -84,6 +84,13 @@ fn repeated_and_killed_runs_lose_nothing_through_every_rotation() {
             eprintln!("run {}: {stderr}", ledger.runs());
         }
         let numbers: Vec<u64> = common::records(&stdout).iter().map(number).collect();
+        eprintln!(
+            "run {} killed={killed}: {:?}..{:?} ({})",
+            ledger.runs(),
+            numbers.first(),
+            numbers.last(),
+            numbers.len()
+        );
         ledger.add_run(&numbers, killed);
         thread::sleep(Duration::from_millis(rng.range(0, 25)));
     }
