@@ -2,7 +2,7 @@
 //! the I/O timeout, host key checking, and authentication.
 
 use std::collections::HashSet;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::path::Path;
 
 use opsline::{Code, exit::err};
@@ -23,6 +23,16 @@ pub struct Connection {
     pub made_dirs: HashSet<String>,
     /// Whether `sha256sum` over an exec channel works for this account (None: not tried yet).
     pub exec_hash: Option<bool>,
+    /// The session's socket, to cut it when the connection is given up.
+    socket: TcpStream,
+}
+
+impl Connection {
+    /// Cuts the socket of a broken or stalled connection, so that closing its handles and
+    /// session fails at once instead of waiting out the I/O timeout once more for each.
+    pub fn abandon(&self) {
+        self.socket.shutdown(Shutdown::Both).ok();
+    }
 }
 
 /// Why a connection could not be made.
@@ -49,6 +59,9 @@ pub fn connect(settings: &Connect) -> Result<Connection, ConnectError> {
     let target = &settings.target;
     let where_ = target.display_host();
     let stream = tcp_connect(settings).map_err(ConnectError::retry)?;
+    let socket = stream.try_clone().map_err(|e| {
+        ConnectError::retry(err(Code::TempFail, format!("connection to {where_}: {e}")))
+    })?;
     let mut session = Session::new()
         .map_err(|e| ConnectError::fatal(err(Code::Unavailable, format!("libssh2: {e}"))))?;
     // Without a timeout libssh2 waits forever on a stalled peer, including in the handshake.
@@ -72,7 +85,7 @@ pub fn connect(settings: &Connect) -> Result<Connection, ConnectError> {
     let sftp = session.sftp().map_err(|e| {
         ConnectError::retry(err(Code::TempFail, format!("starting SFTP on {where_}: {e}")))
     })?;
-    Ok(Connection { session, sftp, made_dirs: HashSet::new(), exec_hash: None })
+    Ok(Connection { session, sftp, made_dirs: HashSet::new(), exec_hash: None, socket })
 }
 
 fn tcp_connect(settings: &Connect) -> anyhow::Result<TcpStream> {

@@ -169,8 +169,9 @@ Replicates the files of LOCAL_DIR that match --glob to DIR/AGENT_ID/ on the serv
 same relative paths (folders are created). A file is sent when it is new or its size or mtime \
 changed since the state file says it was sent (a log that grew is sent again whole, through a \
 temporary name and a rename that replaces the old copy). Files modified within --min-age are \
-still being written and wait for the next pass. The state is saved atomically after verified \
-files, so a restart re-sends nothing that arrived and misses nothing that did not. A pass with \
+still being written and wait for the next pass. The state is saved atomically at most 0.2 s after \
+each verified file and before its record is written, so a restart misses nothing and re-sends \
+at most the files verified in the moment before a crash. A pass with \
 nothing new opens no connection.
 
 Paths that would leave the target are refused: symbolic links that point outside LOCAL_DIR \

@@ -7,7 +7,7 @@ use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::select;
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -22,6 +22,10 @@ use crate::transfer::{Existing, Job, remote_join};
 
 /// State format version.
 const STATE_VERSION: u32 = 1;
+
+/// Longest time between two saves of the state while files arrive: one save (two fsyncs)
+/// per small file would cost more than sending it.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
 
 /// What was sent of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +172,7 @@ fn pass(
         code: Code::Ok,
         fatal: None,
         settled: Vec::new(),
+        last_save: Instant::now(),
     };
     let mut next_id = 0u64;
     let mut waiting_young = 0u64;
@@ -230,6 +235,7 @@ fn pass(
             "files modified within --min-age wait for the next pass"
         );
     }
+    progress.save()?;
     match progress.fatal {
         Some(error) => Err(error),
         None => Ok(progress.code),
@@ -246,18 +252,31 @@ struct Progress<'a> {
     code: Code,
     fatal: Option<anyhow::Error>,
     settled: Vec<Record>,
+    last_save: Instant,
 }
 
 impl Progress<'_> {
-    /// Settles `done` and every result already waiting, saves the state once, then writes
-    /// their records: a file is in the saved state before its record is out, without one
-    /// fsync per small file.
+    /// Settles `done` and every result already waiting. The state is saved when the last save
+    /// is [`SAVE_EVERY`] old or nothing is in flight any more, and a file's record is written
+    /// only once the state holding it is saved: a crash re-sends at most the files of that
+    /// last moment, and never misses one.
     fn settle_batch(&mut self, pool: &Pool, done: Done) -> anyhow::Result<()> {
         self.settle(done);
         while let Ok(done) = pool.results().try_recv() {
             self.settle(done);
         }
+        if self.due.is_empty() || self.last_save.elapsed() >= SAVE_EVERY {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> anyhow::Result<()> {
+        if self.settled.is_empty() {
+            return Ok(());
+        }
         self.state_file.save(&*self.state)?;
+        self.last_save = Instant::now();
         for record in self.settled.drain(..) {
             self.out.write(&record)?;
         }

@@ -137,8 +137,8 @@ impl Worker {
     /// An idle session would otherwise be cut by a firewall or the server's ClientAlive check.
     fn keepalive(&mut self) {
         let dead = self.conn.as_ref().is_some_and(|c| c.session.keepalive_send().is_err());
-        if dead {
-            self.conn = None;
+        if let Some(conn) = self.conn.take_if(|_| dead) {
+            conn.abandon();
         }
     }
 
@@ -180,7 +180,9 @@ impl Worker {
                 }
                 Err(Failure::Connection(message)) => {
                     tracing::warn!(file = %job.local.display(), attempt = attempt + 1, "{message}; reconnecting");
-                    self.conn = None;
+                    if let Some(conn) = self.conn.take() {
+                        conn.abandon();
+                    }
                     last = message;
                 }
             }

@@ -302,7 +302,13 @@ fn send(
         }
         // write_all keeps handing libssh2 the rest of the same slice after a short write, as
         // its pipelining requires.
-        remote.write_all(&buf[..n]).map_err(|e| io_failure(&format!("write {temp}"), &e))?;
+        if let Err(e) = remote.write_all(&buf[..n]) {
+            let failure = io_failure(&format!("write {temp}"), &e);
+            if matches!(failure, Failure::Connection(_)) {
+                conn.abandon();
+            }
+            return Err(failure);
+        }
         bytes += n as u64;
         conn.session.keepalive_send().ok();
     }
@@ -324,7 +330,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Sets the mtime, checks size (and hash), and renames the temporary file into place.
+/// Checks size (and hash), sets the times, and renames the temporary file into place.
 fn finish(
     conn: &mut Connection,
     temp: &str,
@@ -335,20 +341,6 @@ fn finish(
     opts: Options<'_>,
 ) -> Result<(), Failure> {
     let temp_path = Path::new(temp);
-    if opts.preserve {
-        // Both times: an attribute block with only mtime would set atime to 0.
-        let times = FileStat {
-            size: None,
-            uid: None,
-            gid: None,
-            perm: None,
-            atime: Some(u64::try_from(meta.atime()).unwrap_or(0)),
-            mtime: Some(u64::try_from(meta.mtime()).unwrap_or(0)),
-        };
-        conn.sftp
-            .setstat(temp_path, times)
-            .map_err(|e| classify(&format!("setting the mtime of {temp}"), &e))?;
-    }
     let stat = conn.sftp.stat(temp_path).map_err(|e| classify(&format!("stat {temp}"), &e))?;
     if stat.size != Some(sent.bytes) {
         return Err(Failure::Connection(format!(
@@ -364,6 +356,21 @@ fn finish(
                 "SHA-256 check failed for {temp}: {remote_hash} on the server, {local_hash} sent"
             )));
         }
+    }
+    if opts.preserve {
+        // Last, so that reading the file back does not move its atime; both times, as an
+        // attribute block with only mtime would set atime to 0.
+        let times = FileStat {
+            size: None,
+            uid: None,
+            gid: None,
+            perm: None,
+            atime: Some(u64::try_from(meta.atime()).unwrap_or(0)),
+            mtime: Some(u64::try_from(meta.mtime()).unwrap_or(0)),
+        };
+        conn.sftp
+            .setstat(temp_path, times)
+            .map_err(|e| classify(&format!("setting the mtime of {temp}"), &e))?;
     }
     rename_into_place(&conn.sftp, temp, remote, existing)
 }

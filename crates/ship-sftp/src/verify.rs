@@ -67,7 +67,10 @@ fn read_back_sha256(conn: &Connection, path: &str) -> Result<String, Failure> {
     // Large reads let libssh2 keep many read requests in flight.
     let mut buf = vec![0u8; SLICE];
     loop {
-        let n = file.read(&mut buf).map_err(io_err)?;
+        let n = file.read(&mut buf).map_err(|e| {
+            conn.abandon();
+            io_err(e)
+        })?;
         if n == 0 {
             break;
         }

@@ -118,3 +118,46 @@ fn target_url_and_config_file_reach_the_server() {
     assert!(records[0]["sftp"]["remote"].as_str().unwrap().ends_with("/from url/cfg.bin"));
     assert!(sshd.upload_dir(SshAccount::Shell).join("from url/cfg.bin").exists());
 }
+
+#[test]
+fn every_identity_of_the_agent_is_tried() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let stranger = local.path().join("stranger");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let socket = local.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    opsline_testkit::net::wait_until(std::time::Duration::from_secs(5), || socket.exists())
+        .unwrap();
+    // The first identity is refused by the server; only the second one works.
+    for key in [stranger.clone(), sshd.client_key_path()] {
+        let added =
+            Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &socket).status();
+        assert!(added.unwrap().success());
+    }
+    let file = pattern_file(&local.path().join("agent.bin"), 10, 1);
+    let mut command = Command::new(BIN);
+    command
+        .args(["--host", "127.0.0.1", "--port", &sshd.port().to_string()])
+        .args(["--user", SshAccount::Shell.name(), "--dir", &sshd.remote_dir(SshAccount::Shell)])
+        .arg("--known-hosts")
+        .arg(sshd.known_hosts_path())
+        .env("SSH_AUTH_SOCK", &socket)
+        .arg(&file);
+    let (code, _, stderr) = run(command);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(sshd.upload_dir(SshAccount::Shell).join("agent.bin").exists());
+}
