@@ -1,0 +1,109 @@
+//! Runs the five opsline workflows for real on 127.0.0.1 servers and sample data, and prints
+//! what arrived. Exits non-zero when any workflow fails.
+
+use std::fmt::Display;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use opsline_workflows::Lab;
+use opsline_workflows::workflows::{backup, license, log_archive, ssh_alarm, video};
+
+/// A workflow: its title, its commands and how to run it.
+struct Workflow {
+    title: &'static str,
+    commands: &'static [&'static str],
+    run: fn(&Lab) -> anyhow::Result<Box<dyn Display>>,
+}
+
+fn boxed<T: Display + 'static>(result: anyhow::Result<T>) -> anyhow::Result<Box<dyn Display>> {
+    result.map(|summary| Box::new(summary) as Box<dyn Display>)
+}
+
+const WORKFLOWS: &[Workflow] = &[
+    Workflow {
+        title: "1. Video uploads",
+        commands: &[video::COMMAND],
+        run: |lab| boxed(video::run(lab)),
+    },
+    Workflow {
+        title: "2. Nightly backup",
+        commands: &[backup::COMMAND],
+        run: |lab| boxed(backup::run(lab)),
+    },
+    Workflow {
+        title: "3. Log archive",
+        commands: &[log_archive::MIRROR_COMMAND, log_archive::SEARCH_COMMAND],
+        run: |lab| boxed(log_archive::run(lab)),
+    },
+    Workflow {
+        title: "4. SSH alarm",
+        commands: &[ssh_alarm::COMMAND],
+        run: |lab| boxed(ssh_alarm::run(lab)),
+    },
+    Workflow {
+        title: "5. License usage",
+        commands: &[license::REPORT_COMMAND, license::CONNECTED_COMMAND],
+        run: |lab| boxed(license::run(lab)),
+    },
+];
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    log("starting sshd, SMTP, HTTPS and HTTP servers on 127.0.0.1");
+    let lab = match Lab::start() {
+        Ok(lab) => lab,
+        Err(error) => {
+            log(&format!("error: {error:#}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    log(&format!("work folder {}", lab.work().display()));
+    let mut failed = Vec::new();
+    for workflow in WORKFLOWS {
+        log(&format!("running {}", workflow.title));
+        let step = Instant::now();
+        let result = (workflow.run)(&lab);
+        let seconds = step.elapsed().as_secs_f64();
+        match result {
+            Ok(summary) => show(workflow, &format!("{summary}"), seconds),
+            Err(error) => {
+                log(&format!("error: {} failed: {error:#}", workflow.title));
+                show(workflow, &format!("FAILED: {error}"), seconds);
+                failed.push(workflow.title);
+            }
+        }
+    }
+    drop(lab);
+    let total = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        out(&format!("All five workflows worked ({total:.0}s)."));
+        ExitCode::SUCCESS
+    } else {
+        out(&format!("FAILED: {} ({total:.0}s); see the log above.", failed.join(", ")));
+        ExitCode::FAILURE
+    }
+}
+
+fn show(workflow: &Workflow, summary: &str, seconds: f64) {
+    let mut text = format!("== {} ({seconds:.1}s)\n", workflow.title);
+    for command in workflow.commands {
+        text.push_str(&format!("$ {command}\n"));
+    }
+    for line in summary.lines() {
+        text.push_str(&format!("  {line}\n"));
+    }
+    out(&text);
+}
+
+/// The summary goes to standard output.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+/// Progress goes to standard error.
+fn log(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "opsline-demo: {message}");
+}

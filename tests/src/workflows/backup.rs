@@ -1,0 +1,168 @@
+//! Workflow 2, nightly backup: fetch the database server's dump zip over HTTPS, repack the dump
+//! as a dated .tgz, ship it to the backup server over SFTP keeping 30 days, and send a recap by
+//! mail (the run's log attached) and to Mattermost.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::{Days, Local};
+use opsline_testkit::http::Reply;
+use opsline_testkit::sshd::SshAccount;
+use serde_json::Value;
+
+use crate::lab::{Lab, MATTERMOST_PATH, RUN_TIMEOUT};
+use crate::sample;
+use crate::shell::{Pipeline, Run};
+use crate::summary::{MailSummary, file_sha256, names_in};
+use crate::workflows::{of_kind, text};
+
+/// The pipeline, as the 23:00 crontab line runs it.
+pub const COMMAND: &str = "( archive-dump -v --url \"$DUMP_URL\" --ca-cert \"$CA_CERT\" --member dump.sql --out-dir \"$DUMPS\" \
+| ship-sftp -v \"$BACKUP_TARGET\" --known-hosts \"$KNOWN_HOSTS\" --identity \"$IDENTITY\" --verify sha256 --keep-days 30 ) 2>\"$RUN_LOG\" \
+| notify --digest --smtp \"$SMTP_URL\" --from 'Backups <backup@example.org>' --to admin@example.org --attach \"$RUN_LOG\" \
+--mattermost --mattermost-url-file \"$MATTERMOST_URL_FILE\"";
+
+/// The recap's recipient.
+pub const ADMIN_EMAIL: &str = "admin@example.org";
+
+/// The folder on the backup server.
+pub const REMOTE_DIR: &str = "TSE-INFORX";
+
+/// Ages (days) of the archives already on the server: 40 and 31 go, 29 and 5 stay.
+pub const OLD_ARCHIVE_AGES: &[u64] = &[40, 31, 29, 5];
+
+/// What arrived.
+#[derive(Debug)]
+pub struct BackupSummary {
+    /// The pipeline.
+    pub run: Run,
+    /// The archive made tonight, locally.
+    pub archive: PathBuf,
+    /// Its SHA-256.
+    pub local_sha256: String,
+    /// The SHA-256 of the copy on the backup server.
+    pub remote_sha256: String,
+    /// The SHA-256 ship-sftp reported for the upload.
+    pub reported_sha256: String,
+    /// The names pre-placed on the server before the run.
+    pub before: Vec<String>,
+    /// The names on the server after the run.
+    pub after: Vec<String>,
+    /// The files ship-sftp reported as pruned (remote paths).
+    pub pruned: Vec<String>,
+    /// The run's log (standard error of archive-dump and ship-sftp), attached to the recap.
+    pub run_log: String,
+    /// The recap mail.
+    pub mail: MailSummary,
+    /// The Mattermost posts (JSON bodies).
+    pub mattermost: Vec<Value>,
+    /// The database server's downloads seen by the HTTPS server.
+    pub downloads: usize,
+}
+
+/// `YYYYMMDD.tgz` for the archive made `days` ago.
+pub fn archive_name(days_ago: u64) -> String {
+    let day = Local::now().date_naive() - Days::new(days_ago);
+    format!("{}.tgz", day.format("%Y%m%d"))
+}
+
+/// Runs the workflow.
+pub fn run(lab: &Lab) -> anyhow::Result<BackupSummary> {
+    let zip = lab.dir("samples")?.join("dump.zip");
+    sample::dump_zip(&zip, "dump.sql", 50_000)?;
+    lab.https.set_default(Reply::file(&zip)?);
+    let before = place_old_archives(lab)?;
+    let dumps = lab.dir("var/backups/dumps")?;
+    let run_log = lab.work().join("runs/backup.log");
+    let mattermost_url = lab.secret("mattermost-url", &lab.api.url(MATTERMOST_PATH))?;
+
+    let pipeline = Pipeline::new(COMMAND)
+        .var("DUMP_URL", lab.https.url("/export/dump.zip"))
+        .var("CA_CERT", lab.ca.ca_cert_path())
+        .var("DUMPS", &dumps)
+        .var("BACKUP_TARGET", lab.sftp_url(SshAccount::Shell, REMOTE_DIR))
+        .var("KNOWN_HOSTS", lab.known_hosts()?)
+        .var("IDENTITY", lab.sshd.client_key_path())
+        .var("RUN_LOG", &run_log)
+        .var("SMTP_URL", lab.smtp_url())
+        .var("MATTERMOST_URL_FILE", &mattermost_url);
+    let mails_before = lab.smtp.messages()?.len();
+    let run = lab.shell.run_ok("nightly-backup", &pipeline, RUN_TIMEOUT)?;
+    let records = run.records()?;
+
+    let archive = dumps.join(archive_name(0));
+    let remote_file = remote_dir(lab).join(archive_name(0));
+    let shipped = of_kind(&records, "shipped");
+    let [shipped] = shipped.as_slice() else {
+        bail!("expected one shipped record, got {records:?}");
+    };
+    let mails = lab.smtp.wait_for_messages(mails_before + 1, Duration::from_secs(10))?;
+    let mattermost = lab
+        .api_requests(MATTERMOST_PATH)
+        .iter()
+        .map(|r| r.json())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(BackupSummary {
+        local_sha256: file_sha256(&archive)?,
+        remote_sha256: file_sha256(&remote_file)?,
+        reported_sha256: text(shipped, "sftp.sha256").to_owned(),
+        before,
+        after: names_in(&remote_dir(lab))?,
+        pruned: of_kind(&records, "pruned")
+            .iter()
+            .map(|r| text(r, "sftp.remote").to_owned())
+            .collect(),
+        run_log: std::fs::read_to_string(&run_log)?,
+        mail: MailSummary::from(mails.last().context("no recap mail")?),
+        mattermost,
+        downloads: lab.https.requests().len(),
+        archive,
+        run,
+    })
+}
+
+fn remote_dir(lab: &Lab) -> PathBuf {
+    lab.sshd.upload_dir(SshAccount::Shell).join(REMOTE_DIR)
+}
+
+/// Puts last month's archives on the server the way they got there: through SFTP.
+fn place_old_archives(lab: &Lab) -> anyhow::Result<Vec<String>> {
+    let local = lab.dir("samples/old-archives")?;
+    let remote = format!("{}/{REMOTE_DIR}", lab.sshd.remote_dir(SshAccount::Shell));
+    let mut batch = format!("-mkdir {remote}\n");
+    let mut names = Vec::new();
+    for &days in OLD_ARCHIVE_AGES {
+        let name = archive_name(days);
+        std::fs::write(local.join(&name), format!("archive of {days} days ago\n"))?;
+        batch.push_str(&format!("put {} {remote}/{name}\n", local.join(&name).display()));
+        names.push(name);
+    }
+    let output = lab.sshd.sftp(SshAccount::Shell, &batch)?;
+    if !output.status.success() {
+        bail!("placing the old archives failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    names.sort();
+    Ok(names)
+}
+
+impl fmt::Display for BackupSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "downloaded the dump zip over HTTPS ({} request(s))", self.downloads)?;
+        writeln!(f, "archive: {} sha256 {}", self.archive.display(), self.local_sha256)?;
+        let same = if self.remote_sha256 == self.local_sha256 { "same" } else { "DIFFERENT" };
+        writeln!(f, "shipped to {REMOTE_DIR}/: remote sha256 {} ({same})", self.remote_sha256)?;
+        writeln!(f, "on the server before: {}", self.before.join(" "))?;
+        for pruned in &self.pruned {
+            writeln!(f, "pruned (older than 30 days): {pruned}")?;
+        }
+        writeln!(f, "on the server after:  {}", self.after.join(" "))?;
+        write!(f, "{}", self.mail)?;
+        for post in &self.mattermost {
+            let first_line = text(post, "text").lines().next().unwrap_or_default();
+            writeln!(f, "mattermost post: {first_line}")?;
+        }
+        write!(f, "pipeline: {}", self.run.status)
+    }
+}

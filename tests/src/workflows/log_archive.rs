@@ -1,0 +1,155 @@
+//! Workflow 3, log archive: a node mirrors its application logs into the central SFTP server
+//! (`ship-sftp mirror`, one pass per run as cron or the service's timer makes them); lines
+//! appended since are shipped again on the next pass; `archive-web search` finds the files.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use opsline_testkit::sshd::SshAccount;
+use serde_json::Value;
+
+use crate::lab::{Lab, RUN_TIMEOUT};
+use crate::sample;
+use crate::shell::{Pipeline, Run};
+use crate::workflows::{of_kind, text};
+
+/// One pass of the agent.
+pub const MIRROR_COMMAND: &str = "ship-sftp mirror \"$APP_LOGS\" \"$ARCHIVE_TARGET\" --glob '*.log' --agent-id node1 \
+--known-hosts \"$KNOWN_HOSTS\" --identity \"$IDENTITY\" --state \"$STATE\"";
+
+/// The search on the central server.
+pub const SEARCH_COMMAND: &str =
+    "archive-web --root \"$ARCHIVE_ROOT\" search --agent node1 --name '*.log'";
+
+/// The folder on the central server.
+pub const REMOTE_DIR: &str = "log-archive";
+
+/// The logs of the node, relative to its log folder (`skip.txt` is not a log).
+pub const LOG_FILES: &[&str] = &["app.log", "worker/jobs.log"];
+
+/// The lines appended to `app.log` between the two passes.
+pub const APPENDED: &[&str] =
+    &["12:00:01 INFO order 1001 paid", "12:00:02 WARN order 1002 retried"];
+
+/// What arrived.
+#[derive(Debug)]
+pub struct LogArchiveSummary {
+    /// The first pass.
+    pub first: Run,
+    /// The files the first pass shipped (local paths relative to the log folder).
+    pub first_shipped: Vec<String>,
+    /// The second pass, after lines were appended to `app.log`.
+    pub second: Run,
+    /// The files the second pass shipped.
+    pub second_shipped: Vec<String>,
+    /// `app.log` as it arrived on the central server after the second pass.
+    pub central_app_log: String,
+    /// The files on the central server (relative to the agent's folder).
+    pub central_files: Vec<String>,
+    /// The search.
+    pub search: Run,
+    /// Its records.
+    pub found: Vec<Value>,
+}
+
+/// Runs the workflow.
+pub fn run(lab: &Lab) -> anyhow::Result<LogArchiveSummary> {
+    let logs = lab.dir("var/log/app")?;
+    for rel in LOG_FILES {
+        let path = logs.join(rel);
+        fs::create_dir_all(path.parent().unwrap_or(&logs))?;
+        sample::append_lines(&path, &[format!("11:59:00 INFO {rel} started")])?;
+        settle(&path)?;
+    }
+    fs::write(logs.join("skip.txt"), "not a log\n")?;
+
+    let archive_root = lab.sshd.upload_dir(SshAccount::Shell).join(REMOTE_DIR);
+    let mirror = Pipeline::new(MIRROR_COMMAND)
+        .var("APP_LOGS", &logs)
+        .var("ARCHIVE_TARGET", lab.sftp_url(SshAccount::Shell, REMOTE_DIR))
+        .var("KNOWN_HOSTS", lab.known_hosts()?)
+        .var("IDENTITY", lab.sshd.client_key_path())
+        .var("STATE", lab.work().join("state/mirror.json"));
+    let first = lab.shell.run_ok("log-archive-pass1", &mirror, RUN_TIMEOUT)?;
+
+    let appended: Vec<String> = APPENDED.iter().map(|line| (*line).to_owned()).collect();
+    sample::append_lines(&logs.join("app.log"), &appended)?;
+    settle(&logs.join("app.log"))?;
+    let second = lab.shell.run_ok("log-archive-pass2", &mirror, RUN_TIMEOUT)?;
+
+    let search = Pipeline::new(SEARCH_COMMAND).var("ARCHIVE_ROOT", &archive_root);
+    let search = lab.shell.run_ok("archive-search", &search, RUN_TIMEOUT)?;
+    let agent_dir = archive_root.join("node1");
+    Ok(LogArchiveSummary {
+        first_shipped: shipped(&first, &logs)?,
+        second_shipped: shipped(&second, &logs)?,
+        central_app_log: fs::read_to_string(agent_dir.join("app.log"))
+            .with_context(|| format!("reading {}", agent_dir.join("app.log").display()))?,
+        central_files: files_under(&agent_dir)?,
+        found: search.records()?,
+        first,
+        second,
+        search,
+    })
+}
+
+/// Dates a log's last write a minute back, as if the pass came a minute later: the mirror
+/// leaves files alone while they are still being written (--min-age).
+fn settle(log: &Path) -> anyhow::Result<()> {
+    let minute_ago = SystemTime::now() - Duration::from_secs(60);
+    fs::File::options().append(true).open(log)?.set_modified(minute_ago)?;
+    Ok(())
+}
+
+/// The files below `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                found.push(rel.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn shipped(run: &Run, logs: &Path) -> anyhow::Result<Vec<String>> {
+    let records = run.records()?;
+    let mut paths: Vec<String> = of_kind(&records, "shipped")
+        .iter()
+        .map(|r| {
+            let path = Path::new(text(r, "path"));
+            path.strip_prefix(logs).unwrap_or(path).display().to_string()
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+impl fmt::Display for LogArchiveSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "first pass shipped:  {}", self.first_shipped.join(", "))?;
+        writeln!(f, "second pass shipped: {} (lines appended)", self.second_shipped.join(", "))?;
+        writeln!(f, "central server, node1/: {}", self.central_files.join(", "))?;
+        let appended = APPENDED.iter().all(|line| self.central_app_log.contains(line));
+        writeln!(
+            f,
+            "node1/app.log holds the appended lines: {}",
+            if appended { "yes" } else { "NO" }
+        )?;
+        writeln!(f, "archive-web search --agent node1 --name '*.log':")?;
+        for record in &self.found {
+            writeln!(f, "    {}", text(record, "path"))?;
+        }
+        Ok(())
+    }
+}
