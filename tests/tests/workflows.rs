@@ -16,6 +16,7 @@ fn lab() -> Lab {
 fn video_uploads_mail_each_uploader_the_result_with_the_thumbnail() {
     let lab = lab();
     let s = video::run(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     assert_eq!(s.mails.len(), 2, "{:#?}", s.mails);
     for mail in &s.mails {
@@ -64,6 +65,7 @@ fn video_uploads_mail_each_uploader_the_result_with_the_thumbnail() {
 fn nightly_backup_ships_the_archive_prunes_old_ones_and_sends_a_recap() {
     let lab = lab();
     let s = backup::run(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     assert_eq!(s.downloads, 1);
     assert_eq!(s.archive.file_name().unwrap().to_str().unwrap(), backup::archive_name(0));
@@ -101,6 +103,7 @@ fn nightly_backup_ships_the_archive_prunes_old_ones_and_sends_a_recap() {
 fn log_archive_mirrors_logs_ships_appended_lines_and_finds_them() {
     let lab = lab();
     let s = log_archive::run(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     assert_eq!(s.first_shipped, log_archive::LOG_FILES);
     assert_eq!(s.second_shipped, ["app.log"], "only the log that grew goes again");
@@ -121,6 +124,7 @@ fn log_archive_mirrors_logs_ships_appended_lines_and_finds_them() {
 fn ssh_alarm_pushes_each_login_once_across_a_rotation_and_nothing_else() {
     let lab = lab();
     let s = ssh_alarm::run(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     let alarms = s.alarm_lines();
     assert_eq!(alarms.len(), 12);
@@ -143,6 +147,7 @@ fn ssh_alarm_pushes_each_login_once_across_a_rotation_and_nothing_else() {
 fn license_usage_reports_seconds_per_user_and_day_and_who_is_connected() {
     let lab = lab();
     let s = license::run(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     // Day 1: ann 08:15:10-10:15:10 and 23:50-24:00; bob 09:03:12-12:00; Jean 09:30-17:45;
     // carol denied at 11:00, then 14:30-24:00. Day 2, up to the last line at 14:00:01:

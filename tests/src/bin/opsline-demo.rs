@@ -1,7 +1,6 @@
 //! Runs the five opsline workflows for real on 127.0.0.1 servers and sample data, and prints
 //! what arrived. Exits non-zero when any workflow fails.
 
-use std::fmt::Display;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -9,42 +8,41 @@ use std::time::Instant;
 use opsline_workflows::Lab;
 use opsline_workflows::workflows::{backup, license, log_archive, ssh_alarm, video};
 
+/// A workflow's summary as text, and what in it differs from what the workflow promises.
+type Outcome = (String, Vec<String>);
+
 /// A workflow: its title, its commands and how to run it.
 struct Workflow {
     title: &'static str,
     commands: &'static [&'static str],
-    run: fn(&Lab) -> anyhow::Result<Box<dyn Display>>,
-}
-
-fn boxed<T: Display + 'static>(result: anyhow::Result<T>) -> anyhow::Result<Box<dyn Display>> {
-    result.map(|summary| Box::new(summary) as Box<dyn Display>)
+    run: fn(&Lab) -> anyhow::Result<Outcome>,
 }
 
 const WORKFLOWS: &[Workflow] = &[
     Workflow {
         title: "1. Video uploads",
         commands: &[video::COMMAND],
-        run: |lab| boxed(video::run(lab)),
+        run: |lab| video::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
         title: "2. Nightly backup",
         commands: &[backup::COMMAND],
-        run: |lab| boxed(backup::run(lab)),
+        run: |lab| backup::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
         title: "3. Log archive",
         commands: &[log_archive::MIRROR_COMMAND, log_archive::SEARCH_COMMAND],
-        run: |lab| boxed(log_archive::run(lab)),
+        run: |lab| log_archive::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
         title: "4. SSH alarm",
         commands: &[ssh_alarm::COMMAND],
-        run: |lab| boxed(ssh_alarm::run(lab)),
+        run: |lab| ssh_alarm::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
         title: "5. License usage",
         commands: &[license::REPORT_COMMAND, license::CONNECTED_COMMAND],
-        run: |lab| boxed(license::run(lab)),
+        run: |lab| license::run(lab).map(|s| (s.to_string(), s.problems())),
     },
 ];
 
@@ -66,7 +64,14 @@ fn main() -> ExitCode {
         let result = (workflow.run)(&lab);
         let seconds = step.elapsed().as_secs_f64();
         match result {
-            Ok(summary) => show(workflow, &format!("{summary}"), seconds),
+            Ok((summary, problems)) if problems.is_empty() => show(workflow, &summary, seconds),
+            Ok((summary, problems)) => {
+                for problem in &problems {
+                    log(&format!("error: {}: {problem}", workflow.title));
+                }
+                show(workflow, &format!("{summary}\nFAILED: {}", problems.join("; ")), seconds);
+                failed.push(workflow.title);
+            }
             Err(error) => {
                 log(&format!("error: {} failed: {error:#}", workflow.title));
                 show(workflow, &format!("FAILED: {error}"), seconds);

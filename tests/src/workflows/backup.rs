@@ -147,6 +147,41 @@ fn place_old_archives(lab: &Lab) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+impl BackupSummary {
+    /// What differs from the workflow's promise: tonight's archive is on the server intact,
+    /// the archives older than 30 days are gone, the recap went by mail with the log and to
+    /// Mattermost.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.remote_sha256 != self.local_sha256 {
+            problems.push("the archive on the server differs from the local one".to_owned());
+        }
+        let expected: Vec<String> = OLD_ARCHIVE_AGES
+            .iter()
+            .filter(|&&days| days > 30)
+            .map(|&days| archive_name(days))
+            .collect();
+        let pruned: Vec<String> = self
+            .pruned
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect();
+        if pruned != expected {
+            problems.push(format!("pruned {pruned:?}, expected {expected:?}"));
+        }
+        if self.after.iter().any(|name| expected.contains(name)) {
+            problems.push(format!("old archives are still on the server: {:?}", self.after));
+        }
+        if self.mail.recipients != [ADMIN_EMAIL] || self.mail.attachments.len() != 1 {
+            problems.push(format!("the recap mail is not as expected: {}", self.mail));
+        }
+        if self.mattermost.len() != 1 {
+            problems.push(format!("{} Mattermost posts, expected 1", self.mattermost.len()));
+        }
+        problems
+    }
+}
+
 impl fmt::Display for BackupSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "downloaded the dump zip over HTTPS ({} request(s))", self.downloads)?;

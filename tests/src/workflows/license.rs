@@ -111,6 +111,24 @@ fn holder(record: &Value) -> Holder {
     }
 }
 
+impl LicenseSummary {
+    /// What differs from the workflow's promise: a row per user and day of the sample log, a
+    /// spreadsheet, and the users still connected.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.rows.len() != 8 || self.rows.iter().any(|row| row.seconds <= 0) {
+            problems.push(format!("unexpected report rows: {:?}", self.rows));
+        }
+        if !fs::read(&self.xlsx).is_ok_and(|bytes| bytes.starts_with(b"PK\x03\x04")) {
+            problems.push(format!("{} is not a spreadsheet", self.xlsx.display()));
+        }
+        if self.holders.len() != 2 {
+            problems.push(format!("{} users connected at the end, expected 2", self.holders.len()));
+        }
+        problems
+    }
+}
+
 /// Seconds as `7h 05m 10s`.
 fn duration(seconds: i64) -> String {
     format!("{}h {:02}m {:02}s", seconds / 3600, seconds % 3600 / 60, seconds % 60)

@@ -135,6 +135,27 @@ fn shipped(run: &Run, logs: &Path) -> anyhow::Result<Vec<String>> {
     Ok(paths)
 }
 
+impl LogArchiveSummary {
+    /// What differs from the workflow's promise: every log arrived, a grown log was sent
+    /// again with its new lines, and the search finds the files.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.first_shipped != LOG_FILES {
+            problems.push(format!("the first pass shipped {:?}", self.first_shipped));
+        }
+        if self.second_shipped != ["app.log"] {
+            problems.push(format!("the second pass shipped {:?}", self.second_shipped));
+        }
+        if !APPENDED.iter().all(|line| self.central_app_log.contains(line)) {
+            problems.push("the appended lines did not reach the central server".to_owned());
+        }
+        if self.found.len() != LOG_FILES.len() {
+            problems.push(format!("the search found {} files", self.found.len()));
+        }
+        problems
+    }
+}
+
 impl fmt::Display for LogArchiveSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "first pass shipped:  {}", self.first_shipped.join(", "))?;

@@ -121,6 +121,36 @@ impl AlarmSummary {
     }
 }
 
+impl AlarmSummary {
+    /// What differs from the workflow's promise: each login or failure pushed exactly once,
+    /// nothing else pushed, and a run with nothing new pushes nothing.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let alarms = self.alarm_lines();
+        for line in &alarms {
+            let count = self.pushes_for(line);
+            if count != 1 {
+                problems.push(format!("{count} pushes for {line:?}"));
+            }
+        }
+        if self.pushed.len() != alarms.len() {
+            problems.push(format!("{} pushes for {} alarm lines", self.pushed.len(), alarms.len()));
+        }
+        if self.pushed_per_run.last() != Some(&0) {
+            problems.push("a run with nothing new pushed something".to_owned());
+        }
+        problems
+    }
+
+    /// How many pushes are about `line` (its event and address).
+    pub fn pushes_for(&self, line: &str) -> usize {
+        let ip = line.split(" from ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or("?");
+        let event = if line.contains("Accepted") { "accepted" } else { "failed" };
+        let ending = format!(" from {ip}");
+        self.pushed.iter().filter(|p| p.title.contains(event) && p.title.ends_with(&ending)).count()
+    }
+}
+
 impl fmt::Display for AlarmSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(

@@ -138,6 +138,35 @@ fn container_of(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+impl VideoSummary {
+    /// What differs from the workflow's promise: the uploader got a mail per upload, the
+    /// converted one with its thumbnail, and the FLV exists.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.mails.len() != 2 {
+            problems.push(format!("{} mails arrived, expected 2", self.mails.len()));
+        }
+        if let Some(mail) = self.mails.iter().find(|m| m.recipients != [UPLOADER_EMAIL]) {
+            problems.push(format!("a mail went to {:?}, not the uploader", mail.recipients));
+        }
+        let thumbnail_attached = self.mails.iter().any(|m| {
+            m.subject.contains(GOOD_NAME)
+                && m.attachments.iter().any(|a| a.sha256 == self.thumbnail_sha256)
+        });
+        if !thumbnail_attached {
+            problems.push("no mail about the converted video carries its thumbnail".to_owned());
+        }
+        if self.converted_format != "flv" {
+            problems.push(format!("the converted file is {:?}, not flv", self.converted_format));
+        }
+        // The broken upload is a failed record: convert-video exits 1, and pipefail says so.
+        if self.run.status.code() != Some(1) {
+            problems.push(format!("the pipeline ended with {}, expected 1", self.run.status));
+        }
+        problems
+    }
+}
+
 impl fmt::Display for VideoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
