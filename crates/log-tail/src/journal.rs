@@ -17,6 +17,14 @@ use crate::tail::Session;
 /// Reads the journal entries after the saved cursor (all of them the first time, or none with
 /// --from-end), then keeps following with --follow.
 pub fn run(cli: &Cli, mut session: Session, ctx: &Context) -> anyhow::Result<Code> {
+    for path in cli.directory.iter().chain(&cli.journal_files) {
+        if !path.exists() {
+            return Err(err(
+                Code::NoInput,
+                format!("{}: no such journal file or folder", path.display()),
+            ));
+        }
+    }
     if cli.follow {
         ctx.shutdown.watch();
     }
@@ -29,7 +37,7 @@ pub fn run(cli: &Cli, mut session: Session, ctx: &Context) -> anyhow::Result<Cod
     let mut child = spawn(cli, cursor.as_deref())?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let lines = read_lines(stdout);
-    let outcome = pump(&lines, &mut session, ctx);
+    let outcome = pump(&lines, cursor.as_deref(), &mut session, ctx);
     if cli.follow || outcome.is_err() {
         let _ = child.kill();
     }
@@ -48,8 +56,15 @@ pub fn run(cli: &Cli, mut session: Session, ctx: &Context) -> anyhow::Result<Cod
     session.finish()
 }
 
-/// Writes every entry as it arrives; saves the cursor every second and at the end.
-fn pump(lines: &Receiver<String>, session: &mut Session, ctx: &Context) -> anyhow::Result<()> {
+/// Writes every entry as it arrives (but the one at `resumed`, written last time); saves the
+/// cursor every second and at the end.
+fn pump(
+    lines: &Receiver<String>,
+    resumed: Option<&str>,
+    session: &mut Session,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let mut resumed = resumed;
     loop {
         let timer = match session.save_due_in() {
             Some(due) => after(due.max(Duration::from_millis(1))),
@@ -57,7 +72,7 @@ fn pump(lines: &Receiver<String>, session: &mut Session, ctx: &Context) -> anyho
         };
         select! {
             recv(lines) -> line => match line {
-                Ok(line) => entry(&line, session)?,
+                Ok(line) => entry(&line, resumed.take(), session)?,
                 Err(_) => return Ok(()),
             },
             recv(ctx.shutdown.receiver()) -> _ => return Ok(()),
@@ -67,14 +82,18 @@ fn pump(lines: &Receiver<String>, session: &mut Session, ctx: &Context) -> anyho
     }
 }
 
-fn entry(line: &str, session: &mut Session) -> anyhow::Result<()> {
+fn entry(line: &str, resumed: Option<&str>, session: &mut Session) -> anyhow::Result<()> {
     let Ok(fields) = serde_json::from_str::<Map<String, Value>>(line) else {
         tracing::warn!("journalctl printed a line that is not a JSON object; skipped");
         return Ok(());
     };
+    let cursor = fields.get("__CURSOR").and_then(Value::as_str);
+    if resumed.is_some() && cursor == resumed {
+        return Ok(());
+    }
     let (mut record, message) = record(&fields);
     session.emitter().record(&mut record, &message)?;
-    if let Some(cursor) = fields.get("__CURSOR").and_then(Value::as_str) {
+    if let Some(cursor) = cursor {
         session.update(|state| state.journal_cursor = Some(cursor.to_owned()));
     }
     Ok(())
@@ -165,8 +184,11 @@ fn journalctl(cli: &Cli) -> Command {
 fn spawn(cli: &Cli, cursor: Option<&str>) -> anyhow::Result<Child> {
     let mut command = journalctl(cli);
     match (cursor, cli.follow, cli.from_end) {
+        // --cursor (the saved entry included, then skipped) rather than --after-cursor, which
+        // in systemd 252 prints nothing when the saved entry does not match --unit or
+        // --identifier.
         (Some(cursor), _, _) => {
-            command.arg(format!("--after-cursor={cursor}"));
+            command.arg(format!("--cursor={cursor}"));
         }
         (None, true, true) => {
             command.arg("--lines=0");

@@ -1,6 +1,8 @@
 //! One behaviour at a time, on real files: positions, rotation kinds, odd bytes, state
 //! trouble, errors and options.
 
+#![allow(clippy::print_stderr)] // seeds and run summaries help replay a failure
+
 mod common;
 
 use std::fs::{self, OpenOptions};

@@ -2,6 +2,8 @@
 //! restarted at random moments: everything written comes out, repeats only after a kill, and
 //! SIGTERM saves the position (a later run has nothing left to print).
 
+#![allow(clippy::print_stderr)] // seeds and run summaries help replay a failure
+
 mod common;
 
 use std::io::{BufRead, BufReader};

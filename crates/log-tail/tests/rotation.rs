@@ -2,6 +2,8 @@
 //! `log-tail` runs again and again (some runs killed with SIGKILL at random moments): the union
 //! of everything emitted must be everything written, repeats only after a killed run.
 
+#![allow(clippy::print_stderr)] // seeds and run summaries help replay a failure
+
 mod common;
 
 use std::io::Read;
