@@ -144,6 +144,22 @@ fn ssh_alarm_pushes_each_login_once_across_a_rotation_and_nothing_else() {
 }
 
 #[test]
+fn ssh_alarm_as_a_service_pushes_each_login_once_across_a_rotation() {
+    let lab = lab();
+    let s = ssh_alarm::run_follow(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
+
+    let alarms = s.alarm_lines();
+    assert_eq!(alarms.len(), 8);
+    assert_eq!(s.pushed.len(), alarms.len(), "nothing but logins and failures is pushed: {s}");
+    for line in alarms {
+        assert_eq!(s.pushes_for(line), 1, "exactly one push for {line:?}: {s}");
+    }
+    assert!(s.pushed.iter().all(|p| p.authenticated));
+    assert_eq!(s.runs[0].status.code(), Some(0), "SIGTERM is a clean stop: {}", s.runs[0].stderr);
+}
+
+#[test]
 fn license_usage_reports_seconds_per_user_and_day_and_who_is_connected() {
     let lab = lab();
     let s = license::run(&lab).unwrap();

@@ -40,6 +40,11 @@ const WORKFLOWS: &[Workflow] = &[
         run: |lab| ssh_alarm::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
+        title: "4b. SSH alarm as a service (log-tail --follow)",
+        commands: &[ssh_alarm::FOLLOW_COMMAND],
+        run: |lab| ssh_alarm::run_follow(lab).map(|s| (s.to_string(), s.problems())),
+    },
+    Workflow {
         title: "5. License usage",
         commands: &[license::REPORT_COMMAND, license::CONNECTED_COMMAND],
         run: |lab| license::run(lab).map(|s| (s.to_string(), s.problems())),
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
     drop(lab);
     let total = started.elapsed().as_secs_f64();
     if failed.is_empty() {
-        out(&format!("All five workflows worked ({total:.0}s)."));
+        out(&format!("All workflows worked ({total:.0}s)."));
         ExitCode::SUCCESS
     } else {
         out(&format!("FAILED: {} ({total:.0}s); see the log above.", failed.join(", ")));
