@@ -4,7 +4,6 @@
 //! the line one would paste; the values come from the environment of the run.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,11 +35,6 @@ impl Pipeline {
     pub fn var(mut self, name: &str, value: impl Into<OsString>) -> Self {
         self.vars.push((name.to_owned(), value.into()));
         self
-    }
-
-    /// The variables, for a summary (`NAME=value`).
-    pub fn vars(&self) -> impl Iterator<Item = (&str, &std::ffi::OsStr)> {
-        self.vars.iter().map(|(name, value)| (name.as_str(), value.as_os_str()))
     }
 }
 
@@ -100,13 +94,7 @@ impl Shell {
         }
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().context("starting /bin/bash")?;
-        Ok(Background {
-            child: Some(child),
-            pipeline: pipeline.clone(),
-            started: Instant::now(),
-            stdout_path,
-            stderr_path,
-        })
+        Ok(Background { child: Some(child), pipeline: pipeline.clone(), stdout_path, stderr_path })
     }
 
     fn path_var(&self) -> OsString {
@@ -122,7 +110,6 @@ impl Shell {
 pub struct Background {
     child: Option<Child>,
     pipeline: Pipeline,
-    started: Instant,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
 }
@@ -141,11 +128,6 @@ impl Background {
             kill(pid, Signal::SIGTERM).with_context(|| format!("signalling {program} ({pid})"))?;
         }
         Ok(())
-    }
-
-    /// Whether the pipeline still runs.
-    pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// What the pipeline wrote to standard error so far.
@@ -175,7 +157,6 @@ impl Background {
         Ok(Run {
             command: self.pipeline.command.clone(),
             status,
-            seconds: self.started.elapsed().as_secs_f64(),
             stdout: fs::read_to_string(&self.stdout_path)?,
             stderr: fs::read_to_string(&self.stderr_path)?,
         })
@@ -233,8 +214,6 @@ pub struct Run {
     pub command: String,
     /// Its exit status (the last failing member's, with pipefail).
     pub status: ExitStatus,
-    /// How long it ran.
-    pub seconds: f64,
     /// Standard output of the last command.
     pub stdout: String,
     /// Standard error of every command.
@@ -259,12 +238,6 @@ impl Run {
                 serde_json::from_str(line).with_context(|| format!("not a JSON record: {line}"))
             })
             .collect()
-    }
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}, {:.1}s)", self.command, self.status, self.seconds)
     }
 }
 
