@@ -33,8 +33,9 @@ pub fn video(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A zip holding `member`, an SQL dump of about `lines` lines, modified now.
-pub fn dump_zip(zip: &Path, member: &str, lines: usize) -> anyhow::Result<()> {
+/// A zip holding `member`, an SQL dump of about `lines` lines, modified `days_old` days ago
+/// (0: now; more: the database server's export job did not run since).
+pub fn dump_zip(zip: &Path, member: &str, lines: usize, days_old: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let dump = dir.path().join(member);
     let mut out = std::io::BufWriter::new(fs::File::create(&dump)?);
@@ -48,7 +49,11 @@ pub fn dump_zip(zip: &Path, member: &str, lines: usize) -> anyhow::Result<()> {
         )?;
     }
     out.flush()?;
-    drop(out);
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.set_modified(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(days_old * 86_400),
+    )?;
+    drop(file);
     let status = Command::new("zip")
         .args(["-q", "-j"])
         .arg(zip)

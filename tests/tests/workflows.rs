@@ -100,6 +100,24 @@ fn nightly_backup_ships_the_archive_prunes_old_ones_and_sends_a_recap() {
 }
 
 #[test]
+fn nightly_backup_of_a_stale_dump_ships_nothing_and_the_recap_warns() {
+    let lab = lab();
+    let s = backup::run_stale(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
+
+    assert_eq!(s.records.len(), 1, "{:#?}", s.records);
+    assert_eq!(s.records[0]["archive"]["status"], "stale");
+    assert!(s.records[0].get("path").is_none());
+    assert_eq!(s.after, s.before);
+    assert!(s.local.is_empty());
+    assert_eq!(s.mail.recipients, [backup::ADMIN_EMAIL]);
+    assert!(s.mail.subject.contains("1 warning"), "{}", s.mail);
+    assert!(s.mail.text.contains("stale"), "{}", s.mail.text);
+    let [post] = s.mattermost.as_slice() else { panic!("one post: {:?}", s.mattermost) };
+    assert!(text(post, "text").contains("warning"), "{post}");
+}
+
+#[test]
 fn log_archive_mirrors_logs_ships_appended_lines_and_finds_them() {
     let lab = lab();
     let s = log_archive::run(&lab).unwrap();

@@ -30,6 +30,11 @@ const WORKFLOWS: &[Workflow] = &[
         run: |lab| backup::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
+        title: "2b. Nightly backup, a night the dump is stale",
+        commands: &[],
+        run: |lab| backup::run_stale(lab).map(|s| (s.to_string(), s.problems())),
+    },
+    Workflow {
         title: "3. Log archive",
         commands: &[log_archive::MIRROR_COMMAND, log_archive::SEARCH_COMMAND],
         run: |lab| log_archive::run(lab).map(|s| (s.to_string(), s.problems())),

@@ -3,7 +3,7 @@
 //! mail (the run's log attached) and to Mattermost.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -71,24 +71,14 @@ pub fn archive_name(days_ago: u64) -> String {
 /// Runs the workflow.
 pub fn run(lab: &Lab) -> anyhow::Result<BackupSummary> {
     let zip = lab.dir("samples")?.join("dump.zip");
-    sample::dump_zip(&zip, "dump.sql", 50_000)?;
+    sample::dump_zip(&zip, "dump.sql", 50_000, 0)?;
     lab.https.set_default(Reply::file(&zip)?);
     let before = place_old_archives(lab)?;
     let dumps = lab.dir("var/backups/dumps")?;
     let run_log = lab.work().join("runs/backup.log");
-    let mattermost_url = lab.secret("mattermost-url", &lab.api.url(MATTERMOST_PATH))?;
-
-    let pipeline = Pipeline::new(COMMAND)
-        .var("DUMP_URL", lab.https.url("/export/dump.zip"))
-        .var("CA_CERT", lab.ca.ca_cert_path())
-        .var("DUMPS", &dumps)
-        .var("BACKUP_TARGET", lab.sftp_url(SshAccount::Shell, REMOTE_DIR))
-        .var("KNOWN_HOSTS", lab.known_hosts()?)
-        .var("IDENTITY", lab.sshd.client_key_path())
-        .var("RUN_LOG", &run_log)
-        .var("SMTP_URL", lab.smtp_url())
-        .var("MATTERMOST_URL_FILE", &mattermost_url);
+    let pipeline = pipeline(lab, &dumps, &run_log)?;
     let mails_before = lab.smtp.messages()?.len();
+    let mattermost_before = lab.api_requests(MATTERMOST_PATH).len();
     let run = lab.shell.run_ok("nightly-backup", &pipeline, RUN_TIMEOUT)?;
     let records = run.records()?;
 
@@ -99,11 +89,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<BackupSummary> {
         bail!("expected one shipped record, got {records:?}");
     };
     let mails = lab.smtp.wait_for_messages(mails_before + 1, Duration::from_secs(10))?;
-    let mattermost = lab
-        .api_requests(MATTERMOST_PATH)
-        .iter()
-        .map(|r| r.json())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mattermost = posts(lab, mattermost_before)?;
     Ok(BackupSummary {
         local_sha256: file_sha256(&archive)?,
         remote_sha256: file_sha256(&remote_file)?,
@@ -121,6 +107,26 @@ pub fn run(lab: &Lab) -> anyhow::Result<BackupSummary> {
         archive,
         run,
     })
+}
+
+/// The pipeline with its settings for the lab's servers.
+fn pipeline(lab: &Lab, dumps: &Path, run_log: &Path) -> anyhow::Result<Pipeline> {
+    let mattermost_url = lab.secret("mattermost-url", &lab.api.url(MATTERMOST_PATH))?;
+    Ok(Pipeline::new(COMMAND)
+        .var("DUMP_URL", lab.https.url("/export/dump.zip"))
+        .var("CA_CERT", lab.ca.ca_cert_path())
+        .var("DUMPS", dumps)
+        .var("BACKUP_TARGET", lab.sftp_url(SshAccount::Shell, REMOTE_DIR))
+        .var("KNOWN_HOSTS", lab.known_hosts()?)
+        .var("IDENTITY", lab.sshd.client_key_path())
+        .var("RUN_LOG", run_log)
+        .var("SMTP_URL", lab.smtp_url())
+        .var("MATTERMOST_URL_FILE", &mattermost_url))
+}
+
+/// The Mattermost posts after the first `skip`, as JSON.
+fn posts(lab: &Lab, skip: usize) -> anyhow::Result<Vec<Value>> {
+    lab.api_requests(MATTERMOST_PATH).iter().skip(skip).map(|r| r.json()).collect()
 }
 
 fn remote_dir(lab: &Lab) -> PathBuf {
@@ -193,6 +199,93 @@ impl fmt::Display for BackupSummary {
             writeln!(f, "pruned (older than 30 days): {pruned}")?;
         }
         writeln!(f, "on the server after:  {}", self.after.join(" "))?;
+        write!(f, "{}", self.mail)?;
+        for post in &self.mattermost {
+            let first_line = text(post, "text").lines().next().unwrap_or_default();
+            writeln!(f, "mattermost post: {first_line}")?;
+        }
+        write!(f, "pipeline: {}", self.run.status)
+    }
+}
+
+/// A night when the database server's export did not run: its zip holds yesterday's dump.
+#[derive(Debug)]
+pub struct StaleNightSummary {
+    /// The pipeline.
+    pub run: Run,
+    /// Its output records.
+    pub records: Vec<Value>,
+    /// The names on the server before the run.
+    pub before: Vec<String>,
+    /// The names on the server after the run.
+    pub after: Vec<String>,
+    /// The archives in the local dump folder after the run.
+    pub local: Vec<String>,
+    /// The recap mail.
+    pub mail: MailSummary,
+    /// The Mattermost posts of this run.
+    pub mattermost: Vec<Value>,
+}
+
+/// Runs the nightly backup on a night whose dump is stale: nothing is archived or shipped,
+/// the pipeline still ends well, and the recap warns.
+pub fn run_stale(lab: &Lab) -> anyhow::Result<StaleNightSummary> {
+    let zip = lab.dir("samples/stale")?.join("dump.zip");
+    sample::dump_zip(&zip, "dump.sql", 1_000, 2)?;
+    lab.https.set_default(Reply::file(&zip)?);
+    let output = lab.sshd.sftp(
+        SshAccount::Shell,
+        &format!("-mkdir {}/{REMOTE_DIR}\n", lab.sshd.remote_dir(SshAccount::Shell)),
+    )?;
+    if !output.status.success() {
+        bail!("creating {REMOTE_DIR} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let before = names_in(&remote_dir(lab))?;
+    let dumps = lab.dir("var/backups/stale-night")?;
+    let pipeline = pipeline(lab, &dumps, &lab.work().join("runs/backup-stale.log"))?;
+    let mails_before = lab.smtp.messages()?.len();
+    let mattermost_before = lab.api_requests(MATTERMOST_PATH).len();
+    let run = lab.shell.run_ok("nightly-backup-stale", &pipeline, RUN_TIMEOUT)?;
+    let mails = lab.smtp.wait_for_messages(mails_before + 1, Duration::from_secs(10))?;
+    Ok(StaleNightSummary {
+        records: run.records()?,
+        before,
+        after: names_in(&remote_dir(lab))?,
+        local: names_in(&dumps)?,
+        mail: MailSummary::from(mails.last().context("no recap mail")?),
+        mattermost: posts(lab, mattermost_before)?,
+        run,
+    })
+}
+
+impl StaleNightSummary {
+    /// What differs from the promise: nothing new on the server, and a recap that warns.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.after != self.before || !self.local.is_empty() {
+            problems.push(format!("files were made or shipped: {:?} {:?}", self.local, self.after));
+        }
+        if !self.mail.subject.contains("warning") {
+            problems.push(format!("the recap does not warn: {}", self.mail.subject));
+        }
+        if self.mattermost.len() != 1 {
+            problems.push(format!("{} Mattermost posts, expected 1", self.mattermost.len()));
+        }
+        problems
+    }
+}
+
+impl fmt::Display for StaleNightSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for record in &self.records {
+            writeln!(f, "archive-dump: {}", text(record, "archive.status"))?;
+        }
+        writeln!(
+            f,
+            "on the server: {} (unchanged: {})",
+            self.after.join(" "),
+            self.after == self.before
+        )?;
         write!(f, "{}", self.mail)?;
         for post in &self.mattermost {
             let first_line = text(post, "text").lines().next().unwrap_or_default();
