@@ -194,8 +194,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// The existing outputs when they are newer than the source, made from it and still
-/// readable; an error
-/// when other files stand where the outputs go and `--overwrite` was not given.
+/// readable; an error when other files stand where the outputs go and `--overwrite` was not
+/// given.
 fn up_to_date(
     source: &Path,
     source_time: std::time::SystemTime,
@@ -210,8 +210,8 @@ fn up_to_date(
         && existing.comment.as_deref().map(OsStr::new) == Some(&*source_tag(source, ""))
     {
         let metadata = probe::metadata(&existing);
-        if let Some(sidecar) = outputs.sidecar.as_ref().filter(|s| !fresh(s)) {
-            write_sidecar(sidecar, &metadata)?;
+        if let Some(sidecar) = outputs.sidecar.as_ref().filter(|s| s.symlink_metadata().is_err()) {
+            add_sidecar(sidecar, &metadata)?;
         }
         return Ok(Some(Done { outputs: outputs.clone(), remuxed: None, metadata, skipped: true }));
     }
@@ -295,9 +295,28 @@ fn duration_slack(duration: f64) -> f64 {
 fn write_sidecar(path: &Path, metadata: &Value) -> Result<(), String> {
     let mut text = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
     text.push(b'\n');
-    opsline::state::write_atomic(path, &text)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(())
+    fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes a missing sidecar beside an existing output, through a private folder like a
+/// conversion's files.
+fn add_sidecar(path: &Path, metadata: &Value) -> Result<(), String> {
+    let dir = private_dir(path)?;
+    let temp = dir.path().join(path.file_name().unwrap_or_default());
+    write_sidecar(&temp, metadata)?;
+    place(&temp, path, false)
+}
+
+/// A new hidden folder (mode 0700) beside `path`, removed on drop.
+fn private_dir(path: &Path) -> Result<tempfile::TempDir, String> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".convert-video-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a temporary folder in {}: {e}", parent.display()))
 }
 
 /// The files ffmpeg writes, in a private hidden folder (mode 0700) beside the outputs: nobody

@@ -32,6 +32,18 @@ fn assert_same_length(source: &Path, output: &Path) {
     assert!((a - b).abs() <= FRAME + 0.1, "{} lasts {b} s, source {a} s", output.display());
 }
 
+/// The whole file decodes without a single error.
+fn assert_plays(path: &Path) {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-xerror", "-i"])
+        .arg(file_protocol(path))
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.is_empty(), "{}: {stderr}", path.display());
+}
+
 #[test]
 fn h264_aac_mp4_is_remuxed_into_flv_keeping_the_record() {
     let dir = temp_dir();
@@ -49,10 +61,12 @@ fn h264_aac_mp4_is_remuxed_into_flv_keeping_the_record() {
     assert_eq!(r["video"]["remuxed"], true);
     assert_eq!(r["video"]["thumbnail"], json!(file(dir.path(), "clip.png")));
     assert!(r["video"]["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(run.stderr, "", "nothing on stderr in a pipe");
     let probe = ffprobe(&output);
     assert_eq!(format_name(&probe), "flv");
     assert_eq!(codecs(&probe), ["h264", "aac"]);
     assert_same_length(&source, &output);
+    assert_plays(&output);
     // Copied, not encoded: the video packets are the source's, byte for byte in size.
     let sizes = |p: &Path| {
         let out = std::process::Command::new("ffprobe")
@@ -113,6 +127,7 @@ fn other_formats_are_encoded_to_h264_and_aac() {
         let want: &[&str] = if *name == "silent.mp4" { &["h264"] } else { &["h264", "aac"] };
         assert_eq!(codecs(&probe), want, "{name}");
         assert_same_length(&file(d, name), &output);
+        assert_plays(&output);
         assert_eq!(image_size(&file(d, &format!("{stem}.png"))).0, 320, "{name}");
     }
     assert_eq!(run.record("silent.mp4")["video"]["metadata"]["audio_codec"], Value::Null);
@@ -231,10 +246,12 @@ fn a_second_run_skips_and_other_files_are_not_overwritten() {
     let first = run(d, &["clip.mp4"], "");
     assert_eq!(first.code, 0, "{}", first.stderr);
     let made = fs::metadata(file(d, "clip.flv")).unwrap().modified().unwrap();
-    let second = run(d, &["clip.mp4"], "");
+    let second = run(d, &["--metadata-json", "clip.mp4"], "");
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(second.records[0]["video"]["skipped"], true);
     assert_eq!(second.records[0]["video"]["metadata"], first.records[0]["video"]["metadata"]);
+    let sidecar: Value = serde_json::from_slice(&fs::read(file(d, "clip.json")).unwrap()).unwrap();
+    assert_eq!(sidecar, first.records[0]["video"]["metadata"], "a skip adds a missing sidecar");
     assert_eq!(fs::metadata(file(d, "clip.flv")).unwrap().modified().unwrap(), made);
 
     // clip.mpg also becomes clip.flv: that file is not its conversion.
@@ -247,7 +264,7 @@ fn a_second_run_skips_and_other_files_are_not_overwritten() {
     assert_eq!(replaced.code, 0, "{}", replaced.stderr);
     assert_eq!(replaced.records[0]["video"]["remuxed"], false);
     let names: Vec<String> = listing(d).into_iter().collect();
-    assert_eq!(names, ["clip.flv", "clip.mp4", "clip.mpg", "clip.png"]);
+    assert_eq!(names, ["clip.flv", "clip.json", "clip.mp4", "clip.mpg", "clip.png"]);
 }
 
 /// A record with the parts that vary between runs (time, timing) removed.
