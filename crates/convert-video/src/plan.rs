@@ -35,7 +35,9 @@ impl Target {
         };
         // Browsers and Flash play 8-bit 4:2:0 only; other pixel formats get re-encoded.
         let plain_pixels = matches!(video.pix_fmt.as_deref(), Some("yuv420p" | "yuvj420p"));
-        codecs.contains(&video.codec.as_str()) && plain_pixels
+        // Only MP4 carries a copied stream's rotation; for the others encoding turns the frames.
+        let upright = self == Target::Mp4 || video.rotation % 360 == 0;
+        codecs.contains(&video.codec.as_str()) && plain_pixels && upright
     }
 
     fn copies_audio(self, audio: &Stream) -> bool {
@@ -313,6 +315,7 @@ mod tests {
             channels: Some(2),
             frames: None,
             packets_read: None,
+            rotation: 0,
         }
     }
 
@@ -351,6 +354,10 @@ mod tests {
         assert!(!mp3.copy_audio, "48 kHz MP3 does not fit FLV");
         let silent = Plan::choose(&probe("h264", None), Target::Flv, &encoding()).unwrap();
         assert!(silent.is_remux());
+        let mut upright = probe("h264", None);
+        upright.video.as_mut().unwrap().rotation = 90;
+        assert!(!Plan::choose(&upright, Target::Flv, &encoding()).unwrap().copy_video);
+        assert!(Plan::choose(&upright, Target::Mp4, &encoding()).unwrap().copy_video);
     }
 
     #[test]

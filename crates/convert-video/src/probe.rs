@@ -54,6 +54,8 @@ pub struct Stream {
     pub frames: Option<u64>,
     /// Packets actually found when reading the file through.
     pub packets_read: Option<u64>,
+    /// Degrees a player turns a video stream (phones filming upright), 0 when none.
+    pub rotation: i64,
 }
 
 impl Stream {
@@ -225,6 +227,10 @@ struct RawStream {
     nb_read_packets: Option<String>,
     #[serde(default)]
     disposition: Disposition,
+    #[serde(default)]
+    side_data_list: Vec<Value>,
+    #[serde(default)]
+    tags: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -275,7 +281,15 @@ fn stream(raw: &RawStream) -> Stream {
         channels: raw.channels,
         frames: number(raw.nb_frames.as_deref()),
         packets_read: number(raw.nb_read_packets.as_deref()),
+        rotation: rotation(raw),
     }
+}
+
+/// The display matrix's rotation (ffmpeg 5 and later), else the older `rotate` tag.
+fn rotation(raw: &RawStream) -> i64 {
+    let matrix = raw.side_data_list.iter().find_map(|d| d.get("rotation")?.as_i64());
+    let tag = || number(raw.tags.get("rotate").and_then(Value::as_str));
+    matrix.or_else(tag).unwrap_or(0)
 }
 
 fn number<T: std::str::FromStr>(text: Option<&str>) -> Option<T> {
@@ -297,7 +311,7 @@ mod tests {
         {"index": 0, "codec_name": "mjpeg", "codec_type": "video", "disposition": {"attached_pic": 1}},
         {"index": 1, "codec_name": "h264", "codec_type": "video", "pix_fmt": "yuv420p", "width": 160,
          "height": 120, "avg_frame_rate": "30000/1001", "r_frame_rate": "30/1", "nb_frames": "50",
-         "nb_read_packets": "14"},
+         "nb_read_packets": "14", "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]},
         {"index": 2, "codec_name": "aac", "codec_type": "audio", "sample_rate": "44100", "channels": 2,
          "avg_frame_rate": "0/0"}],
       "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "2.000000", "size": "86763",
@@ -308,6 +322,7 @@ mod tests {
         let probe = parse(MP4).unwrap();
         let video = probe.video.as_ref().unwrap();
         assert_eq!(video.index, 1);
+        assert_eq!(video.rotation, -90);
         assert!((video.frame_rate.unwrap() - 29.97).abs() < 0.01);
         assert_eq!(probe.audio.as_ref().unwrap().sample_rate, Some(44100));
         assert_eq!(probe.size, Some(86763));

@@ -112,10 +112,20 @@ fn other_formats_are_encoded_to_h264_and_aac() {
     make_video(&file(d, "camera.mov"), 1.0, "160x120", true, MOV_PCM);
     make_video(&file(d, "silent.mp4"), 1.0, "160x120", false, H264_AAC_MP4);
     make_video(&file(d, "short.mp4"), 0.5, "160x120", true, H264_AAC_MP4);
-    let names = ["mpeg2.mpg", "windows.wmv", "camera.mov", "silent.mp4", "short.mp4"];
+    // ffmpeg 5.1 sets a rotation (display matrix) only when copying the stream.
+    make_video(&file(d, "upright.mp4"), 1.0, "160x120", true, H264_AAC_MP4);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", "upright.mp4", "-c", "copy"])
+        .args(["-metadata:s:v", "rotate=90", "phone.mp4"])
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::remove_file(file(d, "upright.mp4")).unwrap();
+    let names = ["mpeg2.mpg", "windows.wmv", "camera.mov", "silent.mp4", "short.mp4", "phone.mp4"];
     let run = run(d, &names, "");
     assert_eq!(run.code, 0, "{}\n{:#?}", run.stderr, run.records);
-    let remuxed = [false, false, false, true, true];
+    let remuxed = [false, false, false, true, true, false];
     for (name, remuxed) in names.iter().zip(remuxed) {
         let r = run.record(name);
         let stem = name.split('.').next().unwrap();
@@ -131,6 +141,9 @@ fn other_formats_are_encoded_to_h264_and_aac() {
         assert_eq!(image_size(&file(d, &format!("{stem}.png"))).0, 320, "{name}");
     }
     assert_eq!(run.record("silent.mp4")["video"]["metadata"]["audio_codec"], Value::Null);
+    // FLV cannot say "turn this": the phone video is encoded upright.
+    let phone = &run.record("phone.mp4")["video"]["metadata"];
+    assert_eq!((phone["width"].as_u64(), phone["height"].as_u64()), (Some(120), Some(160)));
 }
 
 #[test]
