@@ -246,6 +246,9 @@ fn job(cli: &Cli, ctx: &Context) -> anyhow::Result<Outcome> {
         refuse_existing(&dest, cli.overwrite)?;
     }
     let selector = Selector::new(&cli.member)?;
+    if cli.zip.is_some() && (cli.keep_zip || cli.state.is_some()) {
+        tracing::warn!("--keep-zip and --state apply to downloads only; ignored with --zip");
+    }
     let progress = Progress::new(cli.common.quiet);
     let task = Task { cli, ctx, selector, dest, now, progress };
     match (&cli.url, &cli.zip) {
@@ -452,7 +455,7 @@ fn record_of(
         }
         Outcome::Stale { member, reason } => {
             describe_member(&mut archive, member);
-            archive.insert("bytes_in".into(), member.size.into());
+            archive.insert("member_size".into(), member.size.into());
             archive.insert("reason".into(), reason.clone().into());
         }
         Outcome::Unchanged { previous } => {

@@ -103,6 +103,7 @@ fn stale_dump_gives_a_record_without_path_and_exit_zero() {
     assert_eq!(record["archive"]["status"], "stale");
     assert_eq!(record["archive"]["member"], "dump.sql");
     assert!(record["archive"]["reason"].as_str().unwrap().contains("not today"), "{record}");
+    assert_eq!(record["archive"]["member_size"], 9);
     assert!(listing(&s.out()).is_empty());
 }
 
