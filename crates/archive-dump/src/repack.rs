@@ -77,8 +77,41 @@ pub fn repack<R: Read>(
         .suffix(".tgz.part")
         .tempfile_in(dir)
         .with_code(Code::IoErr, || format!("cannot create a temp file in {}", dir.display()))?;
+    let file = temp.as_file().try_clone()?;
+    let compressed = compress(data, entry, file, packing, progress, shutdown)
+        .with_context(|| format!("writing the archive in {}", dir.display()))?;
+    compressed
+        .file
+        .sync_all()
+        .with_code(Code::IoErr, || format!("cannot fsync {}", temp.path().display()))?;
+    place(temp, dest, packing.overwrite)?;
+    Ok(Packed {
+        path: dest.to_owned(),
+        bytes_in: compressed.bytes_in,
+        bytes_out: compressed.bytes_out,
+        sha256: compressed.sha256,
+    })
+}
+
+/// The compressed stream written to a file.
+struct Compressed {
+    file: File,
+    bytes_in: u64,
+    bytes_out: u64,
+    sha256: String,
+}
+
+/// Streams `data` through tar and the parallel gzip writer into `file`.
+fn compress<R: Read>(
+    data: R,
+    entry: &TarEntry,
+    file: File,
+    packing: Packing,
+    progress: &ProgressBar,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Compressed> {
     let sink_failed = Arc::new(AtomicBool::new(false));
-    let sink = Sink::new(temp.as_file().try_clone()?, Arc::clone(&sink_failed));
+    let sink = Sink::new(file, Arc::clone(&sink_failed));
     let gz = ParCompressBuilder::<Gzip>::new()
         .num_threads(packing.threads.max(1))
         .and_then(|b| b.buffer_size(BLOCK))
@@ -95,9 +128,7 @@ pub fn repack<R: Read>(
     let bytes_in = source.get_ref().bytes;
     let sink = match (appended, finished) {
         (_, Err(e)) if sink_failed.load(Ordering::Relaxed) => {
-            return Err(e).with_code(Code::IoErr, || {
-                format!("cannot write the archive in {}", dir.display())
-            });
+            return Err(e).code(Code::IoErr, "the archive cannot be written");
         }
         (Err(_), _) if shutdown.requested() => {
             return Err(err(Code::TempFail, "stopped by a signal while compressing"));
@@ -111,9 +142,7 @@ pub fn repack<R: Read>(
         (Ok(()), Ok(sink)) => sink,
     };
     let (file, sha256, bytes_out) = sink.into_parts();
-    file.sync_all().with_code(Code::IoErr, || format!("cannot fsync {}", temp.path().display()))?;
-    place(temp, dest, packing.overwrite)?;
-    Ok(Packed { path: dest.to_owned(), bytes_in, bytes_out, sha256 })
+    Ok(Compressed { file, bytes_in, bytes_out, sha256 })
 }
 
 fn header(entry: &TarEntry) -> tar::Header {
@@ -238,5 +267,85 @@ impl Write for Sink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    const PACKING: Packing = Packing { level: 6, threads: 2, overwrite: false };
+
+    fn entry(size: usize) -> TarEntry {
+        TarEntry { name: "dump.sql".to_owned(), size: size as u64, mtime: 0 }
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_not_a_panic() {
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let data = vec![b'x'; 8 << 20];
+        let shutdown = Shutdown::detached();
+        let e = compress(
+            &data[..],
+            &entry(data.len()),
+            full,
+            PACKING,
+            &ProgressBar::hidden(),
+            &shutdown,
+        )
+        .err()
+        .expect("writing to /dev/full fails");
+        assert_eq!(opsline::exit::code_of(&e), Code::IoErr);
+        assert!(format!("{e:#}").contains("No space left on device"), "{e:#}");
+    }
+
+    #[test]
+    fn a_stop_request_ends_compression() {
+        let shutdown = Shutdown::detached();
+        shutdown.request();
+        let file = tempfile::tempfile().unwrap();
+        let data = vec![b'x'; 1 << 20];
+        let e = compress(
+            &data[..],
+            &entry(data.len()),
+            file,
+            PACKING,
+            &ProgressBar::hidden(),
+            &shutdown,
+        )
+        .err()
+        .expect("stopped");
+        assert_eq!(opsline::exit::code_of(&e), Code::TempFail);
+    }
+
+    #[test]
+    fn the_output_is_one_gzip_stream_holding_one_tar_entry() {
+        let file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let shutdown = Shutdown::detached();
+        let mut out = compress(
+            &data[..],
+            &entry(data.len()),
+            file,
+            PACKING,
+            &ProgressBar::hidden(),
+            &shutdown,
+        )
+        .unwrap();
+        assert_eq!(out.bytes_in, data.len() as u64);
+        assert_eq!(out.file.metadata().unwrap().len(), out.bytes_out);
+        use std::io::Seek;
+        out.file.rewind().unwrap();
+        // flate2's single-member decoder: the whole file must be one gzip member.
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&out.file));
+        let mut entries = tar.entries().unwrap();
+        let mut first = entries.next().unwrap().unwrap();
+        assert_eq!(first.path().unwrap().to_str(), Some("dump.sql"));
+        let mut back = Vec::new();
+        first.read_to_end(&mut back).unwrap();
+        assert!(back == data);
+        drop(first);
+        assert!(entries.next().is_none());
     }
 }
