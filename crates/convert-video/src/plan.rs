@@ -154,8 +154,11 @@ impl Plan {
     }
 }
 
-/// The second input's read window after the thumbnail's seek point: enough for one frame.
-const THUMBNAIL_WINDOW_SECONDS: &str = "1";
+/// The second input's read window after the thumbnail's seek point: a second, or three frames
+/// of a slide show, so that it holds a frame.
+fn thumbnail_window(video: &Stream) -> f64 {
+    video.frame_rate.map_or(1.0, |rate| (3.0 / rate).max(1.0))
+}
 
 /// The full ffmpeg command line (without the program) that writes the converted file to
 /// `output` and the thumbnail to `thumbnail`, reporting progress on standard output.
@@ -173,7 +176,8 @@ pub fn ffmpeg_args(
     args.push(file_arg(source));
     // The thumbnail reads a second copy of the input from a fast seek, for one second only, so
     // a remux does not have to decode the whole video to find one frame.
-    args.extend(strings(&["-ss", &seconds(thumbnail.at), "-t", THUMBNAIL_WINDOW_SECONDS, "-i"]));
+    let window = seconds(thumbnail_window(&plan.video));
+    args.extend(strings(&["-ss", &seconds(thumbnail.at), "-t", &window, "-i"]));
     args.push(file_arg(source));
     args.extend(output_args(plan, encoding));
     args.push(OsString::from("-metadata"));
@@ -380,6 +384,14 @@ mod tests {
             scale_filter(&video, None).as_deref(),
             Some("scale=trunc(iw/2)*2:trunc(ih/2)*2")
         );
+    }
+
+    #[test]
+    fn the_thumbnail_window_holds_a_frame() {
+        let mut video = stream(0, "h264");
+        assert_eq!(thumbnail_window(&video), 1.0);
+        video.frame_rate = Some(0.5);
+        assert_eq!(thumbnail_window(&video), 6.0);
     }
 
     #[test]
