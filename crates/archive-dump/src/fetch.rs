@@ -23,6 +23,9 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Longest wait a server's `Retry-After` gets.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Copy buffer for the body.
 const CHUNK: usize = 256 << 10;
 
@@ -101,6 +104,8 @@ pub struct Download {
 enum Failure {
     /// Worth another attempt: timeouts, resets, 5xx.
     Transient(anyhow::Error),
+    /// The server asked to come back after a while (`Retry-After` on a 429 or 503).
+    Busy(anyhow::Error, Duration),
     /// Another attempt would fail the same way.
     Fatal(anyhow::Error),
 }
@@ -122,22 +127,34 @@ pub fn fetch(
         match once(&agent, options, previous, dir, progress, shutdown) {
             Ok(fetched) => return Ok(fetched),
             Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Transient(e)) if attempt < attempts => {
-                tracing::warn!(
-                    "{e:#}; retrying in {:.1}s (attempt {} of {attempts})",
-                    delay.as_secs_f64(),
-                    attempt + 1
-                );
-                progress.reset();
-                pause(delay, shutdown)?;
-                delay = (delay * 2).min(MAX_BACKOFF);
+            Err(Failure::Transient(e) | Failure::Busy(e, _)) if attempt == attempts => {
+                return Err(e.context(format!("gave up after {attempts} attempts")));
             }
             Err(Failure::Transient(e)) => {
-                return Err(e.context(format!("gave up after {attempts} attempts")));
+                retry_after(&e, delay, attempt + 1, attempts, progress, shutdown)?;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            Err(Failure::Busy(e, asked)) => {
+                let wait = asked.min(MAX_RETRY_AFTER).max(delay);
+                retry_after(&e, wait, attempt + 1, attempts, progress, shutdown)?;
+                delay = (delay * 2).min(MAX_BACKOFF);
             }
         }
     }
     unreachable!("the last attempt always returns")
+}
+
+fn retry_after(
+    e: &anyhow::Error,
+    wait: Duration,
+    next: u32,
+    attempts: u32,
+    progress: &ProgressBar,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    tracing::warn!("{e:#}; retrying in {:.1}s (attempt {next} of {attempts})", wait.as_secs_f64());
+    progress.reset();
+    pause(wait, shutdown)
 }
 
 fn pause(delay: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -303,10 +320,11 @@ impl Attempt {
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s == StatusCode::TOO_MANY_REQUESTS =>
             {
-                return Err(Failure::Transient(err(
-                    Code::TempFail,
-                    format!("GET {shown}: the server answered {s}"),
-                )));
+                let e = err(Code::TempFail, format!("GET {shown}: the server answered {s}"));
+                return Err(match retry_after_seconds(response.headers()) {
+                    Some(wait) => Failure::Busy(e, wait),
+                    None => Failure::Transient(e),
+                });
             }
             s => {
                 return Err(Failure::Fatal(err(
@@ -383,6 +401,12 @@ fn describe_io(e: io::Error) -> io::Error {
         ),
         _ => e,
     }
+}
+
+/// `Retry-After` in its delta-seconds form (the date form is left to the backoff).
+fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 fn too_large(shown: &str, bytes: u64, max: u64) -> anyhow::Error {

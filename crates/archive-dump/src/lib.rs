@@ -130,7 +130,7 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub stall_timeout: Duration,
 
-    /// Further attempts after a timeout, a reset, a 5xx, 408 or 429
+    /// Further attempts after a timeout, a reset, a 5xx, 408 or 429 (a Retry-After of up to 5 minutes is honoured)
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retries: u32,
 

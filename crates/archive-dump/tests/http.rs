@@ -249,6 +249,32 @@ fn a_server_error_is_retried_with_backoff() {
 }
 
 #[test]
+fn retry_after_is_honoured() {
+    let s = Scratch::new();
+    let zip = fresh_zip(&s, &dump(20_000, 12));
+    let server = serving(&zip);
+    server.enqueue(Reply::text(503, "maintenance").header("Retry-After", "1"));
+    let run = run(
+        &[
+            "--url",
+            &server.url("/n.zip"),
+            "--member",
+            "dump.sql",
+            "--out-dir",
+            &s.out_str(),
+            "--retry-delay",
+            "10ms",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].received - requests[0].received;
+    assert!(gap >= Duration::from_secs(1), "waited as asked, not 10 ms: {gap:?}");
+}
+
+#[test]
 fn a_stalled_body_times_out_and_leaves_no_file() {
     let s = Scratch::new();
     let zip = fresh_zip(&s, &dump(300_000, 4));
