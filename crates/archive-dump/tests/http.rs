@@ -101,6 +101,12 @@ fn https_is_verified_against_the_given_ca() {
     assert_eq!(trusted.code, Some(0), "{trusted:#?}");
     assert!(fs::read(extract(&s.out().join("a.tgz")).path().join("dump.sql")).unwrap() == data);
 
+    let from_env = run(
+        &["--url", &url, "--member", "dump.sql", "--out-dir", &out, "--name", "c.tgz"],
+        &[("SSL_CERT_FILE", path_str(&ca_path))],
+    );
+    assert_eq!(from_env.code, Some(0), "SSL_CERT_FILE names the trusted bundle: {from_env:#?}");
+
     let insecure = run(
         &[
             "--url",
