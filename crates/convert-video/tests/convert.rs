@@ -232,6 +232,25 @@ fn records_with_errors_or_without_paths_pass_through_untouched() {
 }
 
 #[test]
+fn field_names_the_path_and_the_source_is_left_alone() {
+    let dir = temp_dir();
+    let d = dir.path();
+    small_mp4(&file(d, "in.mp4"));
+    let original = fs::read(file(d, "in.mp4")).unwrap();
+    let record = json!({"kind": "upload", "upload": {"file": "in.mp4"}});
+    let run = run(d, &["--field", "upload.file", "--reencode"], &format!("{record}\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = &run.records[0];
+    assert_eq!(
+        (r["path"].as_str(), r["video"]["source"].as_str()),
+        (Some("in.flv"), Some("in.mp4"))
+    );
+    assert_eq!(r["upload"]["file"], "in.mp4");
+    assert_eq!(r["video"]["remuxed"], false);
+    assert_eq!(fs::read(file(d, "in.mp4")).unwrap(), original);
+}
+
+#[test]
 fn hostile_file_names_are_data() {
     let dir = temp_dir();
     let d = dir.path();
