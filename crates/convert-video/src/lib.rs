@@ -277,7 +277,8 @@ fn work(
         let bar = progress.bar();
         let outcome = convert::convert(&source, settings, &ctx.shutdown, &bar);
         drop(bar);
-        let record = finish_record(record, &source, outcome, started.elapsed(), ctx.tool);
+        let took = started.elapsed();
+        let record = progress.suspend(|| finish_record(record, &source, outcome, took, ctx.tool));
         if results.send(record).is_err() {
             return;
         }

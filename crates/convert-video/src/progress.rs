@@ -19,6 +19,14 @@ impl Progress {
         Progress { multi }
     }
 
+    /// Runs `log` (which writes to standard error) with the bars out of its way.
+    pub fn suspend<R>(&self, log: impl FnOnce() -> R) -> R {
+        match &self.multi {
+            Some(multi) => multi.suspend(log),
+            None => log(),
+        }
+    }
+
     /// A bar for one conversion, removed when dropped.
     pub fn bar(&self) -> Bar {
         Bar { bar: self.multi.as_ref().map(|m| m.add(ProgressBar::hidden())) }
