@@ -3,12 +3,10 @@
 //! the last ETag/Last-Modified, and streaming to a capped temp file.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
-
-use anyhow::Context as _;
 
 use base64::Engine as _;
 use indicatif::ProgressBar;
@@ -112,6 +110,8 @@ enum Failure {
 
 /// Downloads `options.url` into a temp file in `dir`, retrying transient failures. With
 /// `previous` validators the request is conditional and a 304 gives [`Fetched::Unchanged`].
+/// A retry after a body that broke off asks only for the rest (`Range` with `If-Range`), so a
+/// big download is not started over when the server supports it.
 pub fn fetch(
     options: &HttpOptions,
     previous: Option<&Validators>,
@@ -121,27 +121,54 @@ pub fn fetch(
 ) -> anyhow::Result<Fetched> {
     let agent = agent(options)?;
     let previous = previous.filter(|v| !v.is_empty());
+    let file = tempfile::Builder::new()
+        .prefix(".archive-dump-")
+        .suffix(".zip.part")
+        .tempfile_in(dir)
+        .with_code(Code::IoErr, || format!("cannot create a temp file in {}", dir.display()))?;
+    let mut resume = None;
     let mut delay = options.retry_delay;
     let attempts = options.retries.saturating_add(1);
     for attempt in 1..=attempts {
-        match once(&agent, options, previous, dir, progress, shutdown) {
-            Ok(fetched) => return Ok(fetched),
+        let (result, seen) =
+            once(&agent, options, previous, resume.as_ref(), file.as_file(), progress, shutdown);
+        let wait = match result {
+            Ok(Got::Unchanged) => return Ok(Fetched::Unchanged),
+            Ok(Got::Body { bytes, validators }) => {
+                return Ok(Fetched::Downloaded(Download { file, bytes, validators }));
+            }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Transient(e) | Failure::Busy(e, _)) if attempt == attempts => {
                 return Err(e.context(format!("gave up after {attempts} attempts")));
             }
-            Err(Failure::Transient(e)) => {
-                retry_after(&e, delay, attempt + 1, attempts, progress, shutdown)?;
-                delay = (delay * 2).min(MAX_BACKOFF);
-            }
-            Err(Failure::Busy(e, asked)) => {
-                let wait = asked.min(MAX_RETRY_AFTER).max(delay);
-                retry_after(&e, wait, attempt + 1, attempts, progress, shutdown)?;
-                delay = (delay * 2).min(MAX_BACKOFF);
-            }
-        }
+            Err(Failure::Transient(e)) => (e, delay),
+            Err(Failure::Busy(e, asked)) => (e, asked.min(MAX_RETRY_AFTER).max(delay)),
+        };
+        let (e, wait) = wait;
+        let kept = file.as_file().metadata().map_or(0, |m| m.len());
+        resume = Resume::after(seen.as_ref(), kept).or(resume.filter(|r| r.offset == kept));
+        retry_after(&e, wait, attempt + 1, attempts, progress, shutdown)?;
+        delay = (delay * 2).min(MAX_BACKOFF);
     }
     unreachable!("the last attempt always returns")
+}
+
+/// Where a retry picks up: the bytes already on disk, and the validator that makes the server
+/// send the rest only if the file is still the same (`If-Range`).
+#[derive(Debug, Clone)]
+struct Resume {
+    offset: u64,
+    validator: String,
+}
+
+impl Resume {
+    fn after(seen: Option<&Validators>, offset: u64) -> Option<Resume> {
+        let seen = seen.filter(|_| offset > 0)?;
+        // A weak ETag may not be used with If-Range.
+        let strong = seen.etag.clone().filter(|e| !e.starts_with("W/"));
+        let validator = strong.or_else(|| seen.last_modified.clone())?;
+        Some(Resume { offset, validator })
+    }
 }
 
 fn retry_after(
@@ -230,51 +257,55 @@ fn read_certificates(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
 }
 
 /// One attempt. The request runs on its own thread so that a signal ends the wait at once,
-/// even while the server is silent (the stall timeout may be long); the temp file is then
-/// removed here and the abandoned thread ends with the process.
+/// even while the server is silent (the stall timeout may be long); the abandoned thread ends
+/// with the process. Returns what it got and the validators the server sent, if any.
 fn once(
     agent: &Agent,
     options: &HttpOptions,
     previous: Option<&Validators>,
-    dir: &Path,
+    resume: Option<&Resume>,
+    file: &fs::File,
     progress: &ProgressBar,
     shutdown: &Shutdown,
-) -> Result<Fetched, Failure> {
-    let file = tempfile::Builder::new()
-        .prefix(".archive-dump-")
-        .suffix(".zip.part")
-        .tempfile_in(dir)
-        .with_code(Code::IoErr, || format!("cannot create a temp file in {}", dir.display()))
-        .map_err(Failure::Fatal)?;
-    let sink = file
-        .as_file()
-        .try_clone()
-        .with_code(Code::IoErr, || "cannot reopen the temp file".to_owned())
-        .map_err(Failure::Fatal)?;
+) -> (Result<Got, Failure>, Option<Validators>) {
+    let offset = resume.map_or(0, |r| r.offset);
+    let sink = file.try_clone().and_then(|mut sink| {
+        sink.set_len(offset)?;
+        sink.seek(SeekFrom::Start(offset))?;
+        Ok(sink)
+    });
+    let sink = match sink {
+        Ok(sink) => sink,
+        Err(e) => {
+            let e = coded(Code::IoErr, "cannot prepare the temp file".to_owned(), e);
+            return (Err(Failure::Fatal(e)), None);
+        }
+    };
+    progress.set_position(offset);
     let attempt = Attempt {
         agent: agent.clone(),
         options: options.clone(),
         previous: previous.cloned(),
+        resume: resume.cloned(),
         progress: progress.clone(),
         shutdown: shutdown.clone(),
     };
     let (done, result) = crossbeam_channel::bounded(1);
-    thread::Builder::new()
+    let spawned = thread::Builder::new()
         .name("download".to_owned())
-        .spawn(move || drop(done.send(attempt.run(&sink))))
-        .context("starting the download thread")
-        .map_err(Failure::Fatal)?;
+        .spawn(move || drop(done.send(attempt.run(sink))));
+    if let Err(e) = spawned {
+        return (
+            Err(Failure::Fatal(coded(Code::Usage, "cannot start the download".to_owned(), e))),
+            None,
+        );
+    }
     crossbeam_channel::select! {
-        recv(result) -> got => match got {
-            Ok(Ok(Got::Unchanged)) => Ok(Fetched::Unchanged),
-            Ok(Ok(Got::Body { bytes, validators })) => {
-                Ok(Fetched::Downloaded(Download { file, bytes, validators }))
-            }
-            Ok(Err(failure)) => Err(failure),
-            Err(_) => Err(Failure::Fatal(err(Code::Usage, "the download thread ended without an answer"))),
-        },
+        recv(result) -> got => got.unwrap_or_else(|_| {
+            (Err(Failure::Fatal(err(Code::Usage, "the download thread ended without an answer"))), None)
+        }),
         recv(shutdown.receiver()) -> _ => {
-            Err(Failure::Fatal(err(Code::TempFail, "stopped by a signal while downloading")))
+            (Err(Failure::Fatal(err(Code::TempFail, "stopped by a signal while downloading"))), None)
         }
     }
 }
@@ -290,20 +321,32 @@ struct Attempt {
     agent: Agent,
     options: HttpOptions,
     previous: Option<Validators>,
+    resume: Option<Resume>,
     progress: ProgressBar,
     shutdown: Shutdown,
 }
 
 impl Attempt {
-    fn run(self, file: &fs::File) -> Result<Got, Failure> {
+    fn run(self, mut file: fs::File) -> (Result<Got, Failure>, Option<Validators>) {
+        let mut seen = None;
+        let result = self.transfer(&mut file, &mut seen);
+        (result, seen)
+    }
+
+    fn transfer(&self, file: &mut fs::File, seen: &mut Option<Validators>) -> Result<Got, Failure> {
         let options = &self.options;
-        let previous = self.previous.as_ref();
         let shown = redact(&options.url);
         let mut request = self.agent.get(&options.url);
         if let Some((user, password)) = &options.credentials {
             let token = base64::engine::general_purpose::STANDARD
                 .encode(format!("{user}:{}", password.expose()));
             request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
+        }
+        let previous = self.previous.as_ref().filter(|_| self.resume.is_none());
+        if let Some(resume) = &self.resume {
+            request = request
+                .header(header::RANGE, format!("bytes={}-", resume.offset))
+                .header(header::IF_RANGE, resume.validator.as_str());
         }
         if let Some(etag) = previous.and_then(|v| v.etag.as_deref()) {
             request = request.header(header::IF_NONE_MATCH, etag);
@@ -313,12 +356,17 @@ impl Attempt {
         }
         let response = request.call().map_err(|e| classify_call(e, &shown))?;
         let status = response.status();
-        match status {
-            StatusCode::OK => {}
-            StatusCode::NOT_MODIFIED if previous.is_some() => return Ok(Got::Unchanged),
-            s if s.is_server_error()
-                || s == StatusCode::REQUEST_TIMEOUT
-                || s == StatusCode::TOO_MANY_REQUESTS =>
+        let start = match (status, &self.resume) {
+            (StatusCode::OK, _) => 0,
+            (StatusCode::PARTIAL_CONTENT, Some(resume)) => {
+                check_content_range(response.headers(), resume.offset, &shown)?;
+                resume.offset
+            }
+            (StatusCode::NOT_MODIFIED, None) if previous.is_some() => return Ok(Got::Unchanged),
+            (s, _)
+                if s.is_server_error()
+                    || s == StatusCode::REQUEST_TIMEOUT
+                    || s == StatusCode::TOO_MANY_REQUESTS =>
             {
                 let e = err(Code::TempFail, format!("GET {shown}: the server answered {s}"));
                 return Err(match retry_after_seconds(response.headers()) {
@@ -326,69 +374,109 @@ impl Attempt {
                     None => Failure::Transient(e),
                 });
             }
-            s => {
+            (s, _) => {
                 return Err(Failure::Fatal(err(
                     status_code(s),
                     format!("GET {shown}: the server answered {s}"),
                 )));
             }
+        };
+        if start == 0 && self.resume.is_some() {
+            tracing::info!("the server sent the whole file again; starting over");
+            restart(file).map_err(Failure::Fatal)?;
+            self.progress.set_position(0);
         }
         let validators = Validators::from_headers(response.headers());
+        *seen = Some(validators.clone());
         let length = response
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(length) = length {
-            if length > options.max_download {
-                return Err(Failure::Fatal(too_large(&shown, length, options.max_download)));
+            let total = start.saturating_add(length);
+            if total > options.max_download {
+                return Err(Failure::Fatal(too_large(&shown, total, options.max_download)));
             }
-            self.progress.set_length(length);
+            self.progress.set_length(total);
         }
         let body = response.into_body().into_reader();
-        let bytes =
-            copy_body(body, file, options.max_download, &self.progress, &self.shutdown, &shown)?;
+        let copy = Copy {
+            max: options.max_download,
+            progress: &self.progress,
+            shutdown: &self.shutdown,
+            shown: &shown,
+        };
+        let bytes = copy.run(body, file, start)?;
         Ok(Got::Body { bytes, validators })
     }
 }
 
-fn copy_body(
-    mut body: impl Read,
-    mut file: &fs::File,
+fn restart(file: &mut fs::File) -> anyhow::Result<()> {
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+        .code(Code::IoErr, "cannot truncate the temp file")
+}
+
+/// A 206 must continue exactly where the file ends.
+fn check_content_range(headers: &HeaderMap, offset: u64, shown: &str) -> Result<(), Failure> {
+    let range = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let starts_at = range
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, _)| first.trim().parse::<u64>().ok());
+    if starts_at == Some(offset) {
+        return Ok(());
+    }
+    Err(Failure::Fatal(err(
+        Code::Unavailable,
+        format!(
+            "GET {shown}: asked for bytes from {offset}, the server sent Content-Range {range:?}"
+        ),
+    )))
+}
+
+/// Copies a response body into the temp file under the size cap.
+struct Copy<'a> {
     max: u64,
-    progress: &ProgressBar,
-    shutdown: &Shutdown,
-    shown: &str,
-) -> Result<u64, Failure> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        if shutdown.requested() {
-            return Err(Failure::Fatal(err(
-                Code::TempFail,
-                "stopped by a signal while downloading",
-            )));
-        }
-        let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Failure::Transient(coded(
+    progress: &'a ProgressBar,
+    shutdown: &'a Shutdown,
+    shown: &'a str,
+}
+
+impl Copy<'_> {
+    /// Appends the body to `file`, which already holds `start` bytes; returns the new size.
+    fn run(&self, mut body: impl Read, file: &mut fs::File, start: u64) -> Result<u64, Failure> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = start;
+        loop {
+            if self.shutdown.requested() {
+                return Err(Failure::Fatal(err(
                     Code::TempFail,
-                    format!("GET {shown}: the download broke off after {total} bytes"),
-                    describe_io(e),
+                    "stopped by a signal while downloading",
                 )));
             }
-        };
-        total += n as u64;
-        if total > max {
-            return Err(Failure::Fatal(too_large(shown, total, max)));
+            let n = match body.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Failure::Transient(coded(
+                        Code::TempFail,
+                        format!("GET {}: the download broke off after {total} bytes", self.shown),
+                        describe_io(e),
+                    )));
+                }
+            };
+            total += n as u64;
+            if total > self.max {
+                return Err(Failure::Fatal(too_large(self.shown, total, self.max)));
+            }
+            file.write_all(&buf[..n])
+                .code(Code::IoErr, "cannot write the downloaded zip")
+                .map_err(Failure::Fatal)?;
+            self.progress.inc(n as u64);
         }
-        file.write_all(&buf[..n])
-            .with_code(Code::IoErr, || "cannot write the downloaded zip".to_owned())
-            .map_err(Failure::Fatal)?;
-        progress.inc(n as u64);
     }
 }
 

@@ -48,7 +48,8 @@ exits with a status that tells a retry (75) from a permanent problem.\n\n\
 The download is streamed to a temp file in --out-dir, with TLS verified against the system's CA bundle (or the \
 built-in Mozilla roots) plus --ca-cert, a connect timeout, a stall timeout that only fires when no data arrives \
 for that long (a slow, big download is never cut), and --retries with exponential backoff on timeouts, \
-resets, 5xx, 408 and 429. Other 4xx statuses fail at once. With --state the ETag and Last-Modified of the last \
+resets, 5xx, 408 and 429; a retry after a broken-off body asks only for the rest (Range with If-Range). \
+Other 4xx statuses fail at once. With --state the ETag and Last-Modified of the last \
 fetch are sent as a conditional GET, so an unchanged zip is not downloaded again.\n\n\
 Nothing is extracted to disk: the dump is streamed from the zip through tar into a parallel gzip writer \
 (one standard gzip stream, like pigz) and a temp file that is fsynced and renamed into place. Entries with \

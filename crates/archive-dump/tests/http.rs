@@ -195,7 +195,7 @@ fn not_found_is_a_clear_error_without_retries() {
 #[test]
 fn a_server_error_is_retried_with_backoff() {
     let s = Scratch::new();
-    let data = dump(50_000, 3);
+    let data = dump(20_000, 3);
     let zip = fresh_zip(&s, &data);
     let server = serving(&zip);
     server.enqueue(Reply::text(500, "database busy"));
@@ -309,6 +309,68 @@ fn a_stalled_body_times_out_and_leaves_no_file() {
     assert!(message.contains("stall timeout"), "{message}");
     assert_eq!(server.wait_for_requests(2, WAIT).unwrap().len(), 2, "retried once");
     assert!(listing(&s.out()).is_empty(), "no partial download left");
+}
+
+#[test]
+fn a_broken_download_resumes_where_it_stopped() {
+    let s = Scratch::new();
+    let data = dump(300_000, 13);
+    let zip = fresh_zip(&s, &data);
+    let bytes = fs::read(&zip).unwrap();
+    let total = bytes.len();
+    let full = Reply::file(&zip).unwrap();
+    let args = |url: &str, name: &'static str| {
+        let out = s.out_str();
+        run(
+            &[
+                "--url",
+                url,
+                "--member",
+                "dump.sql",
+                "--out-dir",
+                &out,
+                "--name",
+                name,
+                "--stall-timeout",
+                "300ms",
+                "--retry-delay",
+                "10ms",
+            ],
+            &[],
+        )
+    };
+
+    let ranges = HttpServer::start().unwrap();
+    ranges.enqueue(full.clone().stall_after(20_000));
+    let rest = bytes[20_000..].to_vec();
+    let whole = full.clone();
+    ranges.set_handler(move |request| match request.header("Range") {
+        Some("bytes=20000-") => Reply::status(206)
+            .header("Content-Range", &format!("bytes 20000-{}/{total}", total - 1))
+            .body(&rest),
+        _ => whole.clone(),
+    });
+    let resumed = args(&ranges.url("/n.zip"), "resumed.tgz");
+    assert_eq!(resumed.code, Some(0), "{resumed:#?}");
+    let requests = ranges.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].header("Range"), Some("bytes=20000-"));
+    assert!(requests[1].header("If-Range").is_some(), "{:?}", requests[1].headers);
+    assert!(
+        fs::read(extract(&s.out().join("resumed.tgz")).path().join("dump.sql")).unwrap() == data
+    );
+
+    // A server without range support sends everything again: the file starts over.
+    let plain = HttpServer::start().unwrap();
+    plain.enqueue(full.clone().stall_after(20_000));
+    plain.set_default(full);
+    let restarted = args(&plain.url("/n.zip"), "restarted.tgz");
+    assert_eq!(restarted.code, Some(0), "{restarted:#?}");
+    assert_eq!(plain.requests().len(), 2);
+    assert!(
+        fs::read(extract(&s.out().join("restarted.tgz")).path().join("dump.sql")).unwrap() == data
+    );
+    assert_eq!(listing(&s.out()), ["restarted.tgz", "resumed.tgz"]);
 }
 
 #[test]
