@@ -57,9 +57,11 @@ impl Finished {
     }
 
     /// The last stderr line, or the exit status when it printed nothing: the program's own
-    /// explanation of a failure.
+    /// explanation of a failure. ffmpeg's closing "Conversion failed!" says nothing and is
+    /// passed over.
     pub fn last_complaint(&self) -> String {
-        match self.stderr_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+        let telling = |l: &&str| !l.trim().is_empty() && l.trim() != "Conversion failed!";
+        match self.stderr_tail.lines().rev().find(telling) {
             Some(line) => line.trim().to_owned(),
             None => match self.ending {
                 Ending::Exited(status) => format!("it ended with {status}"),

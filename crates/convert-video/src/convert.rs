@@ -168,7 +168,7 @@ pub fn convert(
     transcode(source, &probe, &plan, settings, &temps, &limits, bar)?;
     let produced = probe::probe(&settings.ffprobe, &temps.video, &limits)
         .map_err(|p| format!("the converted file failed its check: {p}"))?;
-    verify(&probe, &produced, &plan, &temps)?;
+    verify(&probe, &produced, &plan, &temps.thumbnail)?;
     let metadata = probe::metadata(&produced);
     if let Some(sidecar) = &temps.sidecar {
         write_sidecar(sidecar, &metadata)?;
@@ -264,7 +264,7 @@ fn transcode(
 
 /// ffmpeg can exit 0 with a short or empty result: the output must hold the planned codecs
 /// for (nearly) the source's whole duration, and the thumbnail must exist.
-fn verify(source: &Probe, produced: &Probe, plan: &Plan, temps: &Temps) -> Result<(), String> {
+fn verify(source: &Probe, produced: &Probe, plan: &Plan, thumbnail: &Path) -> Result<(), String> {
     let fail = |why: String| Err(format!("the converted file failed its check: {why}"));
     let (video, audio) = plan.expected_codecs();
     let got_video = produced.video.as_ref().map(|s| s.codec.as_str());
@@ -280,7 +280,7 @@ fn verify(source: &Probe, produced: &Probe, plan: &Plan, temps: &Temps) -> Resul
     {
         return fail(format!("it lasts {got:.2} s, the source {want:.2} s"));
     }
-    match fs::metadata(&temps.thumbnail) {
+    match fs::metadata(thumbnail) {
         Ok(meta) if meta.len() > 0 => Ok(()),
         _ => fail("no thumbnail was written".to_owned()),
     }
@@ -399,5 +399,33 @@ mod tests {
         assert!("-1".parse::<At>().is_err());
         assert!("soon".parse::<At>().is_err());
         assert_eq!(At::Percent(10.0).seconds(Some(30.0)), 3.0);
+    }
+
+    const FLV: &str = r#"{"streams": [
+        {"index": 0, "codec_name": "h264", "codec_type": "video", "pix_fmt": "yuv420p"},
+        {"index": 1, "codec_name": "aac", "codec_type": "audio"}],
+      "format": {"format_name": "flv", "duration": "10.0"}}"#;
+
+    #[test]
+    fn a_short_or_wrong_result_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let thumbnail = dir.path().join("t.png");
+        fs::write(&thumbnail, b"png").unwrap();
+        let source = probe::parse(FLV).unwrap();
+        let plan = Plan::choose(&source, Target::Flv, &encoding()).unwrap();
+        assert_eq!(verify(&source, &source, &plan, &thumbnail), Ok(()));
+        let mut short = source.clone();
+        short.duration = Some(6.0);
+        let err = verify(&source, &short, &plan, &thumbnail).unwrap_err();
+        assert!(err.contains("lasts 6.00 s"), "{err}");
+        let mut silent = source.clone();
+        silent.audio = None;
+        assert!(verify(&source, &silent, &plan, &thumbnail).unwrap_err().contains("audio"));
+        let missing = dir.path().join("none.png");
+        assert!(verify(&source, &source, &plan, &missing).unwrap_err().contains("thumbnail"));
+    }
+
+    fn encoding() -> Encoding {
+        Encoding { force: false, crf: None, preset: "medium".to_owned(), max_height: None }
     }
 }

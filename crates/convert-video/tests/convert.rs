@@ -388,6 +388,30 @@ fn sigterm_stops_running_jobs_and_passes_their_records_on() {
 }
 
 #[test]
+fn a_failing_ffmpeg_leaves_nothing_and_says_why() {
+    let dir = temp_dir();
+    let d = dir.path();
+    small_mp4(&file(d, "clip.mp4"));
+    // Real ffmpeg for the version check; a conversion that writes half a file and fails the way
+    // ffmpeg does without the encoder.
+    let failing = file(d, "failing-ffmpeg");
+    fs::write(
+        &failing,
+        "#!/bin/sh\n[ \"$2\" = -version ] && exec ffmpeg \"$@\"\n\
+         for a; do case \"$a\" in file:*.part|file:*/.convert-video-*) echo partial > \"${a#file:}\";; esac; done\n\
+         echo \"Unknown encoder 'libx264'\" >&2\necho 'Conversion failed!' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&failing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = listing(d);
+    let run = run(d, &["--ffmpeg", failing.to_str().unwrap(), "clip.mp4"], "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.records[0]["error"]["message"].as_str().unwrap();
+    assert_eq!(message, "ffmpeg failed: Unknown encoder 'libx264'");
+    assert_eq!(listing(d), before);
+}
+
+#[test]
 fn missing_or_old_ffmpeg_exits_69_with_advice() {
     let dir = temp_dir();
     let d = dir.path();
