@@ -132,7 +132,7 @@ pub fn fetch(
     for attempt in 1..=attempts {
         let (result, seen) =
             once(&agent, options, previous, resume.as_ref(), file.as_file(), progress, shutdown);
-        let wait = match result {
+        let (e, wait) = match result {
             Ok(Got::Unchanged) => return Ok(Fetched::Unchanged),
             Ok(Got::Body { bytes, validators }) => {
                 return Ok(Fetched::Downloaded(Download { file, bytes, validators }));
@@ -144,7 +144,6 @@ pub fn fetch(
             Err(Failure::Transient(e)) => (e, delay),
             Err(Failure::Busy(e, asked)) => (e, asked.min(MAX_RETRY_AFTER).max(delay)),
         };
-        let (e, wait) = wait;
         let kept = file.as_file().metadata().map_or(0, |m| m.len());
         resume = Resume::after(seen.as_ref(), kept).or(resume.filter(|r| r.offset == kept));
         retry_after(&e, wait, attempt + 1, attempts, progress, shutdown)?;

@@ -300,6 +300,9 @@ impl Task<'_> {
         };
         tracing::info!(bytes = download.bytes, "downloaded {}", fetch::redact(url));
         refuse_existing(&self.dest, cli.overwrite)?;
+        if cli.keep_zip {
+            refuse_existing(&zip_beside(&self.dest), cli.overwrite)?;
+        }
         let mut outcome = self.pack_zip(download.file.path())?;
         if let (Outcome::Created { kept_zip, .. }, true) = (&mut outcome, cli.keep_zip) {
             let path = zip_beside(&self.dest);
