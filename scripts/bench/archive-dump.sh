@@ -13,11 +13,12 @@ cd "$(dirname "$0")/../.."
 MIB="${1:-256}"
 RUNS="${RUNS:-3}"
 
+apt() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
 need() {
   local program="$1" package="$2"
   if ! command -v "$program" >/dev/null 2>&1; then
     echo "installing $package for $program" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$package" >/dev/null; else sudo apt-get install -y -q "$package" >/dev/null; fi
+    apt install -y -q "$package" >/dev/null || { apt update -q >/dev/null && apt install -y -q "$package" >/dev/null; }
   fi
 }
 need pigz pigz
