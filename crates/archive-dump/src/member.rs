@@ -132,8 +132,9 @@ fn inspect(
     if entry.is_symlink() {
         return Err(refuse("it is a symbolic link"));
     }
-    let file_name = safe_file_name(&entry)
-        .ok_or_else(|| refuse("its name is absolute or contains \"..\" (a zip-slip entry)"))?;
+    let file_name = safe_file_name(&entry).ok_or_else(|| {
+        refuse("its name is absolute or contains \"..\" or a backslash (a zip-slip entry)")
+    })?;
     if entry.encrypted() {
         return Err(refuse("it is encrypted; archive-dump does not decrypt zips"));
     }
