@@ -176,7 +176,7 @@ pub const EXAMPLES: &[Example] = &[
 /// What the state file keeps between runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Saved {
-    /// The URL the validators belong to.
+    /// The URL the validators belong to (without credentials).
     url: String,
     /// The validators of the zip last fetched.
     validators: Validators,
@@ -283,7 +283,7 @@ impl Task<'_> {
             Some(state) => state.load()?,
             None => None,
         };
-        let saved = saved.filter(|s| s.url == url);
+        let saved = saved.filter(|s| s.url == fetch::redact(url));
         let options = http_options(cli, url)?;
         let bar = self.progress.bytes("download", None);
         let fetched = fetch::fetch(
@@ -316,7 +316,7 @@ impl Task<'_> {
         }
         if let Some(state) = &state {
             state.save(&Saved {
-                url: url.to_owned(),
+                url: fetch::redact(url),
                 validators: download.validators,
                 status: outcome.status().to_owned(),
                 path: match &outcome {
