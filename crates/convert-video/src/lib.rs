@@ -43,7 +43,8 @@ its container and codecs must be in --allow, and a file that is not a video, has
 to --to (FLV by default) in --out-dir (default: beside it), named after it with the new extension. When its \
 streams already fit the target (H.264 and AAC into FLV or MP4) they are copied without re-encoding, which takes \
 a fraction of a second; otherwise they are encoded (H.264 and AAC for FLV and MP4, VP9 and Opus for WebM). \
-A thumbnail (NAME.png, or NAME.jpg) is taken beside the output in the same ffmpeg run, and the result is probed again before the record says it worked.\n\n\
+The output keeps the first video stream and the first audio stream (cover art, subtitles and data streams are \
+left out). A thumbnail (NAME.png, or NAME.jpg) is taken beside the output in the same ffmpeg run, and the result is probed again before the record says it worked.\n\n\
 The output record is the input record with \"kind\": \"video\", \"path\" set to the converted file and a \
 \"video\" object: source, output, thumbnail, remuxed, metadata (container, duration, size, bit_rate, width, \
 height, frame_rate, video_codec, audio_codec, audio_channels, audio_sample_rate), seconds, and \"skipped\": true \
@@ -74,7 +75,7 @@ pub struct Cli {
     pub out_dir: Option<PathBuf>,
 
     /// Container and codec names (as ffprobe names them) a source may use, comma-separated;
-    /// replaces the default list (see DESCRIPTION)
+    /// replaces the default list (listed in the description)
     #[arg(long, value_name = "NAMES", value_delimiter = ',', default_value = DEFAULT_ALLOW, hide_default_value = true)]
     pub allow: Vec<String>,
 
