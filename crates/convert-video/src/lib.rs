@@ -183,8 +183,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the tool.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
-    tools::check(&cli.ffmpeg)?;
-    tools::check(&cli.ffprobe)?;
+    tools::check_both(&cli.ffmpeg, &cli.ffprobe)?;
     if let Some(dir) = cli.out_dir.as_ref().filter(|d| !d.is_dir()) {
         return Err(opsline::exit::err(
             Code::Config,

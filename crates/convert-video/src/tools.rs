@@ -12,6 +12,15 @@ pub const MINIMUM: (u32, u32) = (4, 4);
 const INSTALL: &str = "install ffmpeg 4.4 or newer (Debian/Ubuntu: apt-get install ffmpeg), \
 or name the programs with --ffmpeg and --ffprobe";
 
+/// Checks both programs at once: each start of Debian's ffmpeg loads a hundred libraries.
+pub fn check_both(ffmpeg: &Path, ffprobe: &Path) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let probe = scope.spawn(|| check(ffprobe));
+        check(ffmpeg)?;
+        probe.join().expect("the version check does not panic")
+    })
+}
+
 /// Checks that `program` runs and reports at least [`MINIMUM`]; exit 69 otherwise.
 pub fn check(program: &Path) -> anyhow::Result<()> {
     let name = program.display();
