@@ -255,3 +255,27 @@ fn uploads_renamed_into_place_plain_and_posix_are_reported_at_once() {
     assert!(log.contains("rename old"), "{log}");
     assert_eq!(w.drain_for(Duration::from_secs(1)), Vec::<Value>::new());
 }
+
+#[test]
+fn names_with_spaces_quotes_and_non_ascii_match_their_escaped_log_lines() {
+    let s = setup();
+    let w = s.watch(SshAccount::Shell, "300ms");
+    let local = s.local_file("n.bin", 1000);
+    let dir = s.sshd.upload_dir(SshAccount::Shell);
+    let names = ["a b.mp4", "caf\u{e9} \u{fc}.mp4", "-lead.mp4", "it's.mp4"];
+    let batch: String = names
+        .iter()
+        .map(|name| format!("put {} \"{}\"\n", local.display(), s.remote(SshAccount::Shell, name)))
+        .collect();
+    s.sftp_ok(SshAccount::Shell, &batch);
+    let mut records = w.take(names.len());
+    records.sort_by(|a, b| path_of(a).cmp(path_of(b)));
+    let mut expected: Vec<String> = names.iter().map(|n| canonical(&dir.join(n))).collect();
+    expected.sort();
+    for (record, path) in records.iter().zip(&expected) {
+        assert_eq!(path_of(record), path);
+        // Only the log can name the user here: its octal escapes were decoded.
+        assert_eq!(record["user"]["login"], "opsline-sftp", "{record}");
+    }
+    assert!(s.sshd.sftp_log().contains("\\303\\251"), "the log escapes non-ASCII bytes");
+}

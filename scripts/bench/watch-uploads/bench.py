@@ -86,11 +86,9 @@ def start_both(tree, settle):
     )
     theirs = Watcher(
         "inotifywait",
-        ["inotifywait", "-m", "-r", "-q", "-e", "close_write", "--format", "%w%f", tree],
-        "",
+        ["inotifywait", "-m", "-r", "-e", "close_write", "--format", "%w%f", tree],
+        "Watches established",
     )
-    # inotifywait -q prints nothing when ready: give it the time it needs to set up its watches.
-    time.sleep(1)
     return ours, theirs
 
 
