@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 
-use chrono::{DateTime, Local};
+use chrono::Local;
 use clap::ValueEnum;
 use memchr::memchr_iter;
 use opsline::{Code, Record, RecordWriter};
@@ -50,7 +50,7 @@ pub struct Emitter {
     syslog: bool,
     sshd: bool,
     max_line: usize,
-    now: DateTime<Local>,
+    clock: parse::Clock,
     ts: String,
 }
 
@@ -72,7 +72,7 @@ impl Emitter {
             syslog,
             sshd,
             max_line,
-            now: Local::now(),
+            clock: parse::Clock::new(Local::now()),
             ts: String::new(),
         };
         emitter.stamp();
@@ -82,8 +82,9 @@ impl Emitter {
     /// Takes the time for the records that follow (once per block: the clock is not read
     /// per line).
     pub fn stamp(&mut self) {
-        self.now = Local::now();
-        self.ts = opsline::time::rfc3339(&self.now);
+        let now = Local::now();
+        self.ts = opsline::time::rfc3339(&now);
+        self.clock.set_now(now);
     }
 
     /// Writes the lines of `data` (whole lines; see [`crate::reader::LineSink::block`]) that
@@ -158,7 +159,7 @@ impl Emitter {
             sink.write_all(b",\"truncated\":true")?;
         }
         if self.syslog {
-            write_parsed(sink, &text, self.now, self.sshd)?;
+            write_parsed(sink, &text, &mut self.clock, self.sshd)?;
         }
         sink.write_all(b"}")?;
         self.out.end_record(false)?;
@@ -181,7 +182,7 @@ impl Emitter {
                 .filter(|(program, _)| parse::is_sshd(program))
                 .and_then(|(_, message)| parse::sshd(message))
         {
-            record.insert("sshd", event.to_json());
+            record.insert("sshd", serde_json::to_value(&event)?);
         }
         self.out.write(record)?;
         Ok(())
@@ -202,18 +203,18 @@ impl Emitter {
 fn write_parsed(
     sink: &mut impl Write,
     text: &str,
-    now: DateTime<Local>,
+    clock: &mut parse::Clock,
     sshd: bool,
 ) -> anyhow::Result<()> {
-    let Some(syslog) = parse::syslog(text, now) else { return Ok(()) };
+    let Some(syslog) = parse::syslog(text, clock) else { return Ok(()) };
     sink.write_all(b",\"syslog\":")?;
-    serde_json::to_writer(&mut *sink, &syslog.to_json())?;
+    serde_json::to_writer(&mut *sink, &syslog)?;
     if sshd
         && parse::is_sshd(syslog.program)
         && let Some(event) = parse::sshd(syslog.message)
     {
         sink.write_all(b",\"sshd\":")?;
-        serde_json::to_writer(&mut *sink, &event.to_json())?;
+        serde_json::to_writer(&mut *sink, &event)?;
     }
     Ok(())
 }

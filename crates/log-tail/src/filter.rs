@@ -17,8 +17,8 @@ pub struct Filter {
 struct Matcher {
     /// For one line at a time.
     line: Regex,
-    /// For a block of lines: `^` and `$` at line ends, so a match inside one line means the
-    /// line matches.
+    /// For a block of lines: `^` and `$` at line ends, so that a line matches here as it does
+    /// on its own.
     block: Regex,
 }
 
@@ -65,14 +65,15 @@ impl Filter {
         let Some(matcher) = &self.matching else { return Ok(()) };
         let mut pos = 0;
         while pos < block.len() {
-            let Some(found) = matcher.block.find_at(block, pos) else { break };
-            let start = memchr::memrchr(b'\n', &block[..found.start()]).map_or(0, |at| at + 1);
-            let start = start.max(pos);
-            let end = memchr::memchr(b'\n', &block[found.start()..])
-                .map_or(block.len(), |at| found.start() + at);
+            // The earliest match end lies in the first line that can match: the search stops
+            // there instead of finding the whole leftmost match.
+            let Some(found) = matcher.block.shortest_match_at(block, pos) else { break };
+            let probe = if found > pos { found - 1 } else { pos };
+            let start = memchr::memrchr(b'\n', &block[pos..probe]).map_or(pos, |at| pos + at + 1);
+            let end = memchr::memchr(b'\n', &block[probe..]).map_or(block.len(), |at| probe + at);
             let text = trim_cr(&block[start..end]);
-            let inside = found.end() <= start + text.len();
-            if (inside || matcher.line.is_match(text)) && !self.excluded(text) {
+            // A pattern that can match a newline may have matched across lines: check the line.
+            if matcher.line.is_match(text) && !self.excluded(text) {
                 each(start, end)?;
             }
             pos = end + 1;

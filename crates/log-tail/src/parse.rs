@@ -1,14 +1,11 @@
 //! `--parse syslog` and `--parse sshd`: fields from the syslog prefix and from the OpenSSH
 //! login lines that matter for alerts.
 
-use std::sync::LazyLock;
+use chrono::{DateTime, Datelike, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use serde::Serialize;
 
-use chrono::{DateTime, Datelike, Local, NaiveDate, NaiveDateTime, TimeZone};
-use regex::Regex;
-use serde_json::{Map, Value, json};
-
-/// The fields of a syslog prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The fields of a syslog prefix (serialised as the record's `syslog` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Syslog<'a> {
     /// RFC 3339 (the classic form's year inferred, never in the future).
     pub time: Option<String>,
@@ -22,71 +19,98 @@ pub struct Syslog<'a> {
     pub message: &'a str,
 }
 
-impl Syslog<'_> {
-    /// The `syslog` object of a record.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "time": self.time,
-            "host": self.host,
-            "program": self.program,
-            "pid": self.pid,
-            "message": self.message,
-        })
+/// Decides the year of classic timestamps and formats them, remembering the local UTC offset
+/// per hour (asking the time zone database for every line would dominate the run).
+#[derive(Debug)]
+pub struct Clock {
+    now: DateTime<Local>,
+    offsets: Option<((i32, u32, u32, u32), String)>,
+}
+
+impl Clock {
+    /// A clock that treats `now` as the present.
+    pub fn new(now: DateTime<Local>) -> Self {
+        Clock { now, offsets: None }
+    }
+
+    /// Moves the present on (once per block of lines).
+    pub fn set_now(&mut self, now: DateTime<Local>) {
+        self.now = now;
+    }
+
+    /// `Nov 23 07:12:40` as RFC 3339 in local time, in the latest year that is not in the
+    /// future (Feb 29 looks back to a leap year).
+    fn classic(&mut self, month: u32, day: u32, time: (u32, u32, u32)) -> Option<String> {
+        let (hour, minute, second) = time;
+        let clock = NaiveTime::from_hms_opt(hour, minute, second)?;
+        let now = self.now.naive_local();
+        let year = (0..8).map(|back| now.year() - back).find(|&year| {
+            NaiveDate::from_ymd_opt(year, month, day)
+                .is_some_and(|date| NaiveDateTime::new(date, clock) <= now)
+        })?;
+        let key = (year, month, day, hour);
+        let offset = match &self.offsets {
+            Some((cached, offset)) if *cached == key => offset.clone(),
+            _ => {
+                let date = NaiveDate::from_ymd_opt(year, month, day)?;
+                let local =
+                    Local.from_local_datetime(&NaiveDateTime::new(date, clock)).earliest()?;
+                let offset = local.format("%:z").to_string();
+                self.offsets = Some((key, offset.clone()));
+                offset
+            }
+        };
+        Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{offset}"))
     }
 }
 
-static CLASSIC: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d) (\S+) ([^\s\[:]+)(?:\[(\d+)\])?: ?(.*)$",
-    )
-    .expect("valid regex")
-});
-
-static RFC3339: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) (\S+) ([^\s\[:]+)(?:\[(\d+)\])?: ?(.*)$",
-    )
-    .expect("valid regex")
-});
-
-/// Parses a classic (`Nov 23 07:12:40 host sshd[123]: …`) or RFC 3339 syslog prefix; `now`
-/// decides the year of the classic form.
-pub fn syslog<'a>(line: &'a str, now: DateTime<Local>) -> Option<Syslog<'a>> {
-    if let Some(c) = CLASSIC.captures(line) {
-        let time = classic_time(&c[1], &c[2], &c[3], now);
-        return Some(Syslog {
-            time,
-            host: c.get(4)?.as_str(),
-            program: c.get(5)?.as_str(),
-            pid: c.get(6).and_then(|p| p.as_str().parse().ok()),
-            message: c.get(7)?.as_str(),
-        });
+/// Parses a classic (`Nov 23 07:12:40 host sshd[123]: …`) or RFC 3339 syslog prefix.
+pub fn syslog<'a>(line: &'a str, clock: &mut Clock) -> Option<Syslog<'a>> {
+    let (time, rest) = match classic_prefix(line) {
+        Some((month, day, hms, rest)) => (clock.classic(month, day, hms), rest),
+        None => {
+            let (stamp, rest) = line.split_once(' ')?;
+            if !stamp.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            DateTime::parse_from_rfc3339(stamp).ok()?;
+            (Some(stamp.to_owned()), rest)
+        }
+    };
+    let (host, rest) = rest.split_once(' ')?;
+    let end = rest.find([' ', '[', ':'])?;
+    let (program, rest) = rest.split_at(end);
+    let (pid, rest) = match rest.strip_prefix('[') {
+        Some(inner) => {
+            let (digits, rest) = inner.split_once(']')?;
+            (Some(digits.parse().ok()?), rest)
+        }
+        None => (None, rest),
+    };
+    let message = rest.strip_prefix(':')?;
+    let message = message.strip_prefix(' ').unwrap_or(message);
+    if host.is_empty() || program.is_empty() {
+        return None;
     }
-    let c = RFC3339.captures(line)?;
-    let time = DateTime::parse_from_rfc3339(&c[1])
-        .or_else(|_| DateTime::parse_from_str(&c[1], "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|t| t.to_rfc3339());
-    Some(Syslog {
-        time,
-        host: c.get(2)?.as_str(),
-        program: c.get(3)?.as_str(),
-        pid: c.get(4).and_then(|p| p.as_str().parse().ok()),
-        message: c.get(5)?.as_str(),
-    })
+    Some(Syslog { time, host, program, pid, message })
 }
 
-/// The latest year (this one or before) in which the classic time is not in the future; Feb
-/// 29 looks back to a leap year.
-fn classic_time(month: &str, day: &str, time: &str, now: DateTime<Local>) -> Option<String> {
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+/// `Mmm dd hh:mm:ss ` (the day space-padded or not): month, day, time and the rest.
+fn classic_prefix(line: &str) -> Option<(u32, u32, (u32, u32, u32), &str)> {
+    let month = MONTHS.iter().position(|m| line.starts_with(m))? as u32 + 1;
+    let rest = line.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
+    let (day, rest) = rest.split_once(' ')?;
+    if day.is_empty() || day.len() > 2 {
+        return None;
+    }
     let day: u32 = day.parse().ok()?;
-    let time = chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").ok()?;
-    (0..8).find_map(|back| {
-        let date = NaiveDate::from_ymd_opt(now.year() - back, month, day)?;
-        let local = Local.from_local_datetime(&NaiveDateTime::new(date, time)).earliest()?;
-        (local <= now).then(|| local.to_rfc3339())
-    })
+    let (clock, rest) = rest.split_once(' ')?;
+    let b = clock.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let number = |at: usize| clock.get(at..at + 2)?.parse::<u32>().ok();
+    Some((month, day, (number(0)?, number(3)?, number(6)?), rest))
 }
 
 const MONTHS: [&str; 12] =
@@ -98,8 +122,8 @@ pub fn is_sshd(program: &str) -> bool {
     matches!(program, "sshd" | "sshd-session" | "sshd-auth")
 }
 
-/// What an sshd line says about a login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an sshd line says about a login (serialised as the record's `sshd` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshdEvent {
     /// `accepted`, `failed`, `invalid_user`, `connection_closed`, `disconnected`,
     /// `too_many_failures`.
@@ -114,70 +138,79 @@ pub struct SshdEvent {
     pub method: Option<String>,
 }
 
-impl SshdEvent {
-    /// The `sshd` object of a record.
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("event".into(), self.event.into());
-        map.insert("user".into(), self.user.clone().into());
-        map.insert("ip".into(), self.ip.clone().into());
-        map.insert("port".into(), self.port.into());
-        map.insert("method".into(), self.method.clone().into());
-        Value::Object(map)
-    }
-}
-
-struct Pattern {
-    event: &'static str,
-    regex: Regex,
-}
-
-static SSHD: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    let pattern = |event, regex: &str| Pattern { event, regex: Regex::new(regex).expect("valid") };
-    vec![
-        pattern(
-            "",
-            r"^(?P<what>Accepted|Failed) (?P<method>\S+) for (?:invalid user )?(?P<user>.*) from (?P<ip>\S+) port (?P<port>\d+)",
-        ),
-        pattern("invalid_user", r"^Invalid user (?P<user>.*) from (?P<ip>\S+) port (?P<port>\d+)"),
-        pattern(
-            "connection_closed",
-            r"^Connection closed by (?:(?:authenticating|invalid) user (?P<user>.*) )?(?P<ip>\S+) port (?P<port>\d+)",
-        ),
-        pattern(
-            "disconnected",
-            r"^Disconnected from (?:(?:authenticating |invalid )?user (?P<user>.*) )?(?P<ip>\S+) port (?P<port>\d+)",
-        ),
-        pattern(
-            "too_many_failures",
-            r"^Disconnecting (?:authenticating |invalid )?user (?P<user>.*) (?P<ip>\S+) port (?P<port>\d+): Too many authentication failures",
-        ),
-        pattern(
-            "too_many_failures",
-            r"^error: maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*) from (?P<ip>\S+) port (?P<port>\d+)",
-        ),
-    ]
-});
-
 /// The login event in an sshd message (the text after `sshd[PID]: `), if it is one.
 pub fn sshd(message: &str) -> Option<SshdEvent> {
     let message = message.trim_end();
     let message = message.strip_suffix("[preauth]").map_or(message, str::trim_end);
-    SSHD.iter().find_map(|p| {
-        let c = p.regex.captures(message)?;
-        let event = match c.name("what").map(|m| m.as_str()) {
-            Some("Accepted") => "accepted",
-            Some(_) => "failed",
-            None => p.event,
+    let event =
+        |event, method: Option<&str>, user: Option<&str>, (ip, port): (&str, Option<u16>)| {
+            Some(SshdEvent {
+                event,
+                user: user.map(str::to_owned),
+                ip: ip.to_owned(),
+                port,
+                method: method.map(str::to_owned),
+            })
         };
-        Some(SshdEvent {
-            event,
-            user: c.name("user").map(|m| m.as_str().to_owned()),
-            ip: c.name("ip")?.as_str().to_owned(),
-            port: c.name("port").and_then(|m| m.as_str().parse().ok()),
-            method: c.name("method").map(|m| m.as_str().to_owned()),
-        })
-    })
+    if let Some((what, rest)) =
+        ["Accepted ", "Failed "].iter().find_map(|p| Some((*p, message.strip_prefix(p)?)))
+    {
+        let (method, rest) = rest.split_once(" for ")?;
+        let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
+        let (user, address) = rest.rsplit_once(" from ")?;
+        let name = if what == "Accepted " { "accepted" } else { "failed" };
+        return event(name, Some(method), Some(user), ip_port(address)?);
+    }
+    if let Some(rest) = message.strip_prefix("Invalid user ") {
+        let (user, address) = rest.rsplit_once(" from ")?;
+        return event("invalid_user", None, Some(user), ip_port(address)?);
+    }
+    if let Some(rest) = message.strip_prefix("Connection closed by ") {
+        let (user, address) = user_address(rest, &["authenticating user ", "invalid user "])?;
+        return event("connection_closed", None, user, address);
+    }
+    if let Some(rest) = message.strip_prefix("Disconnected from ") {
+        let prefixes = ["authenticating user ", "invalid user ", "user "];
+        let (user, address) = user_address(rest, &prefixes)?;
+        return event("disconnected", None, user, address);
+    }
+    if let Some(rest) = message.strip_prefix("Disconnecting ") {
+        let (rest, _) = rest.split_once(": Too many authentication failures")?;
+        let prefixes = ["authenticating user ", "invalid user ", "user "];
+        let (user, address) = user_address(rest, &prefixes)?;
+        return event("too_many_failures", None, user, address);
+    }
+    if let Some(rest) = message.strip_prefix("error: maximum authentication attempts exceeded for ")
+    {
+        let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
+        let (user, address) = rest.rsplit_once(" from ")?;
+        return event("too_many_failures", None, Some(user), ip_port(address)?);
+    }
+    None
+}
+
+/// `IP port N…`.
+fn ip_port(text: &str) -> Option<(&str, Option<u16>)> {
+    let (ip, rest) = text.split_once(' ')?;
+    let rest = rest.strip_prefix("port ")?;
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    Some((ip, digits.parse().ok()))
+}
+
+/// `[PREFIX USER ]IP port N`: the user (when a prefix names one) and the address.
+fn user_address<'a>(
+    text: &'a str,
+    prefixes: &[&str],
+) -> Option<(Option<&'a str>, (&'a str, Option<u16>))> {
+    let (before, port) = text.rsplit_once(" port ")?;
+    let port = port.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
+    match prefixes.iter().find_map(|p| before.strip_prefix(p)) {
+        Some(named) => {
+            let (user, ip) = named.rsplit_once(' ')?;
+            Some((Some(user), (ip, port)))
+        }
+        None => Some((None, (before, port))),
+    }
 }
 
 #[cfg(test)]
@@ -190,23 +223,29 @@ mod tests {
 
     #[test]
     fn classic_prefix_infers_a_year_never_in_the_future() {
-        let s =
-            syslog("Jan  5 07:12:40 web1 sshd[123]: Accepted publickey for ann", now()).unwrap();
+        let s = syslog(
+            "Jan  5 07:12:40 web1 sshd[123]: Accepted publickey for ann",
+            &mut Clock::new(now()),
+        )
+        .unwrap();
         assert_eq!((s.host, s.program, s.pid), ("web1", "sshd", Some(123)));
         assert!(s.time.as_deref().unwrap().starts_with("2026-01-05T07:12:40"));
         assert_eq!(s.message, "Accepted publickey for ann");
-        let s = syslog("Dec 31 23:59:59 web1 CRON[9]: x", now()).unwrap();
+        let s = syslog("Dec 31 23:59:59 web1 CRON[9]: x", &mut Clock::new(now())).unwrap();
         assert!(s.time.unwrap().starts_with("2025-12-31T23:59:59"));
-        let s = syslog("Feb 29 10:00:00 h kernel: x", now()).unwrap();
+        let s = syslog("Feb 29 10:00:00 h kernel: x", &mut Clock::new(now())).unwrap();
         assert!(s.time.unwrap().starts_with("2024-02-29"), "back to a leap year");
-        assert_eq!(syslog("Feb 29 10:00:00 h kernel: x", now()).unwrap().pid, None);
+        assert_eq!(
+            syslog("Feb 29 10:00:00 h kernel: x", &mut Clock::new(now())).unwrap().pid,
+            None
+        );
     }
 
     #[test]
     fn rfc3339_prefix_keeps_its_offset() {
         let s = syslog(
             "2026-11-23T07:12:40.123456+01:00 srv sshd-session[4242]: Failed password for root from ::1 port 22 ssh2",
-            now(),
+            &mut Clock::new(now()),
         )
         .unwrap();
         assert_eq!(s.time.as_deref(), Some("2026-11-23T07:12:40.123456+01:00"));
