@@ -1,6 +1,6 @@
 //! Writes a synthetic orglab debug log to standard output for the benchmark:
 //! `gen-log [BYTES] [USERS] [FEATURES] [DAYS]` (defaults 1 GiB, 500, 20, 90). Sessions, the
-//! six-hourly TIMESTAMP lines, a restart every two weeks with SHUTDOWN check-ins, and denials
+//! six-hourly TIMESTAMP lines, every two weeks a clean start and a crash restart, and denials
 //! (some followed by a quick successful retry). Deterministic: the same arguments give the same
 //! bytes.
 
@@ -27,6 +27,8 @@ enum Ev {
     In { user: u64, feature: u64, licenses: u64 },
     Denied { user: u64, feature: u64 },
     Timestamp,
+    Start,
+    Crash,
 }
 
 fn arg(n: usize, default: u64) -> u64 {
@@ -43,10 +45,11 @@ fn main() -> io::Result<()> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut year, mut month, mut day) = (2026u32, 1u32, 5u32);
     for d in 0..days {
-        if d.is_multiple_of(14) {
-            banner(&mut out, (month, day, year))?;
-        }
         let mut events: Vec<(u32, Ev)> = Vec::with_capacity(per_day as usize * 2 + 8);
+        if d.is_multiple_of(14) {
+            events.push((1, Ev::Start));
+            events.push((13 * 3600, Ev::Crash));
+        }
         for hour in [2u32, 8, 14, 20] {
             events.push((hour * 3600, Ev::Timestamp));
         }
@@ -71,16 +74,17 @@ fn main() -> io::Result<()> {
     out.flush()
 }
 
+/// A clean start just after midnight.
 fn banner(out: &mut impl Write, (m, d, y): (u32, u32, u32)) -> io::Result<()> {
-    writeln!(out, " 6:00:00 (lmgrd) EXITING DUE TO SIGNAL 15")?;
+    writeln!(out, "(lmgrd) EXITING DUE TO SIGNAL 15")?;
     writeln!(
         out,
-        " 6:00:01 (lmgrd) FlexNet Licensing (v11.16.2.0 build 242433 x64_lsb) started on licsrv (linux) ({m}/{d}/{y})"
+        " 0:00:01 (lmgrd) FlexNet Licensing (v11.16.2.0 build 242433 x64_lsb) started on licsrv (linux) ({m}/{d}/{y})"
     )?;
-    writeln!(out, " 6:00:01 (lmgrd) Started orglab (internet tcp_port 27001 pid 4242)")?;
-    writeln!(out, " 6:00:02 (orglab) FlexNet Licensing version v11.16.2.0 build 242433 x64_lsb")?;
-    writeln!(out, " 6:00:02 (orglab) Server started on licsrv for:\tOrigin\tOriginPro")?;
-    writeln!(out, " 6:00:02 (lmgrd) orglab using TCP-port 27001")
+    writeln!(out, " 0:00:01 (lmgrd) Started orglab (internet tcp_port 27001 pid 4242)")?;
+    writeln!(out, " 0:00:02 (orglab) FlexNet Licensing version v11.16.2.0 build 242433 x64_lsb")?;
+    writeln!(out, " 0:00:02 (orglab) Server started on licsrv for:\tOrigin\tOriginPro")?;
+    writeln!(out, " 0:00:02 (lmgrd) orglab using TCP-port 27001")
 }
 
 fn line(out: &mut impl Write, secs: u32, ev: Ev, (m, d, y): (u32, u32, u32)) -> io::Result<()> {
@@ -105,6 +109,14 @@ fn line(out: &mut impl Write, secs: u32, ev: Ev, (m, d, y): (u32, u32, u32)) -> 
             user % 400
         ),
         Ev::Timestamp => writeln!(out, "(orglab) TIMESTAMP {m}/{d}/{y}"),
+        Ev::Start => banner(out, (m, d, y)),
+        Ev::Crash => {
+            writeln!(out, "(lmgrd) REStarted orglab (internet tcp_port 27001 pid 4343)")?;
+            writeln!(
+                out,
+                "{h:>2}:{mi:02}:{s:02} (orglab) FlexNet Licensing version v11.16.2.0 build 242433 x64_lsb"
+            )
+        }
     }
 }
 

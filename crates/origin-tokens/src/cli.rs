@@ -116,6 +116,10 @@ pub struct LogArgs {
     #[arg(long, value_name = "FILE")]
     pub xlsx: Option<PathBuf>,
 
+    /// Also write the records to this OpenDocument spreadsheet (.ods)
+    #[arg(long, value_name = "FILE")]
+    pub ods: Option<PathBuf>,
+
     /// Exit 65 when the input had malformed lines
     #[arg(long)]
     pub strict: bool,

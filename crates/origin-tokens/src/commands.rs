@@ -13,7 +13,7 @@ use crate::engine::{
 };
 use crate::input::{feed, feed_stdin, open, order_by_first_date, unwrap_record};
 use crate::net::{Enricher, IpMatch, PcTable, parse_snapshots};
-use crate::output::{Format, Output};
+use crate::output::{Format, Output, Spreadsheets};
 use crate::report::{By, Per, Periods, Report};
 use crate::zone::{DayClock, Zone};
 
@@ -173,7 +173,8 @@ impl Setup {
 
     fn output(&self, log: &LogArgs, columns: &'static [&'static str]) -> anyhow::Result<Output> {
         let flush = if reads_stdin(log) { Flush::EachRecord } else { Flush::Buffered };
-        Output::new(Format::choose(log.format), columns, flush, log.xlsx.clone(), crate::TOOL)
+        let sheets = Spreadsheets { xlsx: log.xlsx.clone(), ods: log.ods.clone() };
+        Output::new(Format::choose(log.format), columns, flush, sheets, crate::TOOL)
     }
 }
 

@@ -3,12 +3,13 @@
 //! and tells a [`Sink`] what happened. Memory grows with the keys and open sessions, never
 //! with the length of the log.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::dates::{DateTracker, Resync};
+use crate::fasthash::FastMap;
 use crate::net::{Enricher, IpMatch};
 use crate::parse::{Anchor, Kind, Line, LineTime, Message, Parsed, Usage, parse_line};
 use crate::zone::DayClock;
@@ -212,7 +213,7 @@ pub struct Engine {
     options: Options,
     users: HashSet<String>,
     features: HashSet<String>,
-    ids: HashMap<Box<[u8]>, KeyId>,
+    ids: FastMap<Box<[u8]>, KeyId>,
     keys: Vec<KeyInfo>,
     open: Vec<Option<OpenSession>>,
     daemons: Vec<(String, i64)>,
@@ -237,7 +238,7 @@ impl Engine {
             users: options.users.iter().map(fold).collect(),
             features: options.features.iter().cloned().collect(),
             options,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             keys: Vec::new(),
             open: Vec::new(),
             daemons: Vec::new(),

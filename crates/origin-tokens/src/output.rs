@@ -1,5 +1,5 @@
-//! Output: JSON lines (the default), an aligned table, CSV, and an optional spreadsheet file
-//! alongside.
+//! Output: JSON lines (the default), an aligned table, CSV, and optional spreadsheet files
+//! (.xlsx, .ods) alongside.
 
 use std::fs::File;
 use std::io::IsTerminal;
@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use opsline::{Code, Flush, Record, RecordWriter, WithCode};
 use rust_xlsxwriter::{Format as CellFormat, Workbook, Worksheet};
 use serde_json::Value;
+
+use crate::ods::Cell;
 
 /// How records are written to standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +40,7 @@ pub struct Output {
     header_done: bool,
     table: Vec<Vec<String>>,
     sheet: Option<Sheet>,
+    ods: Option<(PathBuf, Vec<Vec<Cell>>)>,
 }
 
 /// The spreadsheet being filled: its path, the worksheet and the next row.
@@ -56,16 +59,18 @@ impl Output {
         format: Format,
         columns: &'static [&'static str],
         flush: Flush,
-        xlsx: Option<PathBuf>,
+        sheets: Spreadsheets,
         tool: &'static str,
     ) -> anyhow::Result<Self> {
         let writer = RecordWriter::stdout(tool, flush)
             .code(Code::IoErr, "cannot write to standard output")?;
-        let sheet = match xlsx {
+        let sheet = match sheets.xlsx {
             Some(path) => Some(Sheet(path, header_sheet(columns)?, 1)),
             None => None,
         };
-        Ok(Output { format, columns, writer, header_done: false, table: Vec::new(), sheet })
+        let header = columns.iter().map(|c| Cell::Text((*c).to_owned())).collect();
+        let ods = sheets.ods.map(|path| (path, vec![header]));
+        Ok(Output { format, columns, writer, header_done: false, table: Vec::new(), sheet, ods })
     }
 
     /// Writes one record.
@@ -73,6 +78,9 @@ impl Output {
         if let Some(Sheet(_, sheet, row)) = self.sheet.as_mut() {
             write_sheet_row(sheet, *row, self.columns, record)?;
             *row += 1;
+        }
+        if let Some((_, rows)) = self.ods.as_mut() {
+            rows.push(self.columns.iter().map(|c| ods_cell(lookup(record, c))).collect());
         }
         match self.format {
             Format::Json => self.writer.write(record)?,
@@ -112,7 +120,28 @@ impl Output {
                 .save(&path)
                 .with_code(Code::IoErr, || format!("cannot write {}", path.display()))?;
         }
+        if let Some((path, rows)) = self.ods.take() {
+            crate::ods::write(&path, crate::TOOL, &rows)
+                .with_code(Code::IoErr, || format!("cannot write {}", path.display()))?;
+        }
         Ok(self.writer.finish()?)
+    }
+}
+
+/// The spreadsheet files to write besides standard output.
+#[derive(Debug, Clone, Default)]
+pub struct Spreadsheets {
+    /// `--xlsx`.
+    pub xlsx: Option<PathBuf>,
+    /// `--ods`.
+    pub ods: Option<PathBuf>,
+}
+
+fn ods_cell(value: Option<&Value>) -> Cell {
+    match value {
+        Some(Value::Number(n)) => Cell::Number(n.as_f64().unwrap_or_default()),
+        Some(Value::Null) | None => Cell::Empty,
+        Some(value) => Cell::Text(text(value)),
     }
 }
 

@@ -361,7 +361,7 @@ fn parse_usage(kind: Kind, rest: &[u8]) -> Result<Usage<'_>, &'static str> {
         let end = matching_paren(rest);
         rest = trim_start(&rest[end..]);
     }
-    let region_end = memmem::find(rest, b"  ").unwrap_or(rest.len());
+    let region_end = double_space(rest).unwrap_or(rest.len());
     let region = &rest[..region_end];
     let at = memchr::memrchr(b'@', region).ok_or("usage line without user@host")?;
     let after = &region[at + 1..];
@@ -374,6 +374,11 @@ fn parse_usage(kind: Kind, rest: &[u8]) -> Result<Usage<'_>, &'static str> {
     let tail = &rest[region_end.min(at + 1 + host_end)..];
     let (licenses, reason) = parse_tail(tail);
     Ok(Usage { kind, feature, user, host, licenses, reason })
+}
+
+/// Where two spaces (the end of `user@host`) start; a plain scan, since the run is short.
+fn double_space(s: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b' ', s).find(|&i| s.get(i + 1) == Some(&b' '))
 }
 
 /// The `[vendor string] (N licenses) (REASON)` after the user.

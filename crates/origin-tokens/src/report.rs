@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{Datelike, Days, Months, NaiveDate};
 
 use crate::engine::{Delta, KeyId, KeyInfo, Sink};
+use crate::fasthash::FastMap;
 use crate::zone::Zone;
 
 /// What the rows are grouped by.
@@ -135,7 +136,7 @@ pub struct Report {
     group_ids: HashMap<String, u32>,
     key_group: Vec<u32>,
     gauges: Vec<Gauge>,
-    rows: HashMap<(i64, u32), Row>,
+    rows: FastMap<(i64, u32), Row>,
 }
 
 impl Report {
@@ -150,7 +151,7 @@ impl Report {
             group_ids: HashMap::new(),
             key_group: Vec::new(),
             gauges: Vec::new(),
-            rows: HashMap::new(),
+            rows: FastMap::default(),
         }
     }
 

@@ -471,6 +471,16 @@ fn csv_table_and_xlsx_outputs() {
     assert_eq!(lines.len(), 11);
     let bytes = std::fs::read(&xlsx).unwrap();
     assert!(bytes.starts_with(b"PK\x03\x04"), "an xlsx file is a zip archive");
+    let ods = dir.path().join("report.ods");
+    let out = run(&["report", "--tz", "UTC", "--ods", ods.to_str().unwrap(), &log], None);
+    assert_eq!(out.records.len(), 10);
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&ods).unwrap()).unwrap();
+    assert_eq!(archive.by_index(0).unwrap().name(), "mimetype", "mimetype comes first");
+    let mut content = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("content.xml").unwrap(), &mut content)
+        .unwrap();
+    assert!(content.contains("<text:p>José da Silva</text:p>"), "{content}");
+    assert!(content.contains(r#"office:value-type="float" office:value="1.45""#), "{content}");
     let out = run(&["connected", "--tz", "UTC", "--format", "table", &log], None);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines[0].starts_with("user  host   feature  daemon  since"), "{}", out.stdout);

@@ -1,0 +1,106 @@
+//! `snapshot` with the real `ss` against a real TCP connection on 127.0.0.1, and the side file it
+//! writes read back by `--snapshots`.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+fn origin_tokens(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_origin-tokens")).args(args).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let records = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (
+        output.status.code().unwrap_or(-1),
+        records,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn snapshots_of_a_real_connection_give_the_checkout_its_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("ss.log");
+    let side_arg = side.to_str().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+
+    let (code, records, stderr) =
+        origin_tokens(&["snapshot", "--port", &port, "--output", side_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["peers"], serde_json::json!([]));
+
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server_side, _) = listener.accept().unwrap();
+    let (code, records, stderr) = origin_tokens(&[
+        "snapshot",
+        "--port",
+        &port,
+        "--output",
+        side_arg,
+        "--trigger",
+        "OUT-LINE-PLACEHOLDER",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["peers"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(records[0]["port"], serde_json::json!(port.parse::<u16>().unwrap()));
+
+    // A log whose checkout happened at the second snapshot's time, named as its trigger.
+    let text = std::fs::read_to_string(&side).unwrap();
+    let blocks: Vec<&str> =
+        text.lines().filter(|l| DateTime::parse_from_rfc3339(l).is_ok()).collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    let at: DateTime<Utc> = DateTime::parse_from_rfc3339(blocks[1]).unwrap().with_timezone(&Utc);
+    let out_line = format!("{} (orglab) OUT: \"Origin\" alice@PC-01  ", at.format("%k:%M:%S"));
+    std::fs::write(&side, text.replace("OUT-LINE-PLACEHOLDER", out_line.trim())).unwrap();
+    let log = dir.path().join("orglabdebug.log");
+    let banner = format!(
+        "{} (lmgrd) FlexNet Licensing (v11.16.2.0 build 1 x64_lsb) started on srv (linux) ({})\n",
+        at.format("%k:%M:%S"),
+        at.format("%-m/%-d/%Y")
+    );
+    std::fs::write(&log, format!("{banner}{out_line}\n")).unwrap();
+
+    let (code, records, stderr) = origin_tokens(&[
+        "events",
+        "--tz",
+        "UTC",
+        "--port",
+        &port,
+        "--snapshots",
+        side_arg,
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out = records.iter().find(|r| r["event"] == "out").expect("the checkout");
+    assert_eq!(out["ip"], "127.0.0.1", "{records:?}");
+    assert_eq!(out["ip_confidence"], "unique");
+}
+
+#[test]
+fn snapshot_takes_the_port_from_the_log_and_fails_clearly_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("orglabdebug.log");
+    std::fs::write(&log, " 9:00:00 (lmgrd) orglab using TCP-port 1\n").unwrap();
+    let side = dir.path().join("ss.log");
+    let (code, records, stderr) = origin_tokens(&[
+        "snapshot",
+        "--log",
+        log.to_str().unwrap(),
+        "--output",
+        side.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["port"], 1);
+    std::fs::write(&log, " 9:00:00 (lmgrd) nothing here\n").unwrap();
+    let (code, _, stderr) = origin_tokens(&[
+        "snapshot",
+        "--log",
+        log.to_str().unwrap(),
+        "--output",
+        side.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 65);
+    assert!(stderr.contains("announces no vendor daemon port"), "{stderr}");
+}
