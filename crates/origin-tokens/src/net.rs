@@ -393,6 +393,27 @@ mod tests {
     }
 
     #[test]
+    fn dhcpd_conf_nested_groups_comments_several_addresses_and_leases() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        let mut pcs = PcTable::default();
+        pcs.add_dhcpd(&std::fs::read_to_string(format!("{dir}dhcpd.conf")).unwrap());
+        pcs.add_dhcpd(&std::fs::read_to_string(format!("{dir}dhcpd.leases")).unwrap());
+        let pc = |ip: &str| pcs.lookup(ip.parse().unwrap()).cloned();
+        let named =
+            |name: &str, mac: &str| Some(Pc { name: Some(name.into()), mac: Some(mac.into()) });
+        assert_eq!(pc("10.0.0.11"), named("pc-alice", "00:1a:2b:03:04:05"));
+        assert_eq!(pc("10.0.0.21"), named("pc-alice", "00:1a:2b:03:04:05"));
+        assert_eq!(pc("10.0.0.99"), named("pc-dave", "00:1a:2b:03:04:06"));
+        assert_eq!(
+            pc("10.0.0.14"),
+            named("dave-laptop", "aa:bb:cc:00:00:02"),
+            "the last lease wins"
+        );
+        assert_eq!(pc("10.0.0.100"), None, "a range is not a host");
+        assert_eq!(pcs.len(), 4);
+    }
+
+    #[test]
     fn ss_lines() {
         let v4: IpAddr = "10.0.0.5".parse().unwrap();
         assert_eq!(parse_ss_line("ESTAB 0 0 10.0.0.1:27001 10.0.0.5:50123"), Some((27001, v4)));

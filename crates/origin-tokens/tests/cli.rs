@@ -490,3 +490,16 @@ fn csv_table_and_xlsx_outputs() {
         out.stdout
     );
 }
+
+#[test]
+fn datestamp_lines_carry_their_own_date_and_offset() {
+    let out = run(&["sessions", "--tz", "UTC", &fixture("datestamp.log")], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        pick(&out.records, &["user", "start", "end", "seconds"]),
+        vec![
+            json!({"user": "alice", "start": "2026-11-23T08:30:00+00:00", "end": "2026-11-23T09:45:00+00:00",
+                    "seconds": 4500})
+        ]
+    );
+}
