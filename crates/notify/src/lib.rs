@@ -83,23 +83,34 @@ fn run_digest(
     notifier: &mut Notifier<'_>,
     out: &mut RecordWriter,
 ) -> anyhow::Result<()> {
-    let records = forward(RecordReader::start(ctx.tool, &cli.input, &ctx.shutdown));
-    let ticks = match cli.every {
-        Some(every) => crossbeam_channel::tick(every.0),
-        None => crossbeam_channel::never(),
-    };
+    let reader = RecordReader::start(ctx.tool, &cli.input, &ctx.shutdown);
     let mut digest = Digest::new(cli.digest_limit);
     let queued = queued_note();
-    loop {
-        select! {
-            recv(records) -> item => {
-                let Ok(item) = item else { break };
-                let mut record = item.map_err(opsline::input::InputError::into_fatal)?;
-                digest.add(&record);
-                record.insert(NOTIFIED, queued.clone());
-                out.write(&record)?;
+    let mut collect = |item: opsline::input::Item, digest: &mut Digest| -> anyhow::Result<()> {
+        let mut record = item.map_err(opsline::input::InputError::into_fatal)?;
+        digest.add(&record);
+        record.insert(NOTIFIED, queued.clone());
+        out.write(&record)?;
+        Ok(())
+    };
+    match cli.every {
+        None => {
+            for item in reader {
+                collect(item, &mut digest)?;
             }
-            recv(ticks) -> _ => send_digest(notifier, &mut digest),
+        }
+        Some(every) => {
+            let records = forward(reader);
+            let ticks = crossbeam_channel::tick(every.0);
+            loop {
+                select! {
+                    recv(records) -> item => match item {
+                        Ok(item) => collect(item, &mut digest)?,
+                        Err(_) => break,
+                    },
+                    recv(ticks) -> _ => send_digest(notifier, &mut digest),
+                }
+            }
         }
     }
     send_digest(notifier, &mut digest);
