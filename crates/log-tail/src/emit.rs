@@ -143,7 +143,7 @@ impl Emitter {
         sink.write_all(b"\",\"path\":")?;
         sink.write_all(origin.path.as_bytes())?;
         sink.write_all(b",\"line\":")?;
-        serde_json::to_writer(&mut *sink, text.as_ref())?;
+        write_json_str(sink, &text)?;
         sink.write_all(b",\"inode\":")?;
         write_u64(sink, origin.inode)?;
         sink.write_all(b",\"offset\":")?;
@@ -207,8 +207,23 @@ fn write_parsed(
     sshd: bool,
 ) -> anyhow::Result<()> {
     let Some(syslog) = parse::syslog(text, clock) else { return Ok(()) };
-    sink.write_all(b",\"syslog\":")?;
-    serde_json::to_writer(&mut *sink, &syslog)?;
+    sink.write_all(b",\"syslog\":{\"time\":")?;
+    match &syslog.time {
+        Some(time) => write_json_str(sink, time)?,
+        None => sink.write_all(b"null")?,
+    }
+    sink.write_all(b",\"host\":")?;
+    write_json_str(sink, syslog.host)?;
+    sink.write_all(b",\"program\":")?;
+    write_json_str(sink, syslog.program)?;
+    sink.write_all(b",\"pid\":")?;
+    match syslog.pid {
+        Some(pid) => write_u64(sink, pid)?,
+        None => sink.write_all(b"null")?,
+    }
+    sink.write_all(b",\"message\":")?;
+    write_json_str(sink, syslog.message)?;
+    sink.write_all(b"}")?;
     if sshd
         && parse::is_sshd(syslog.program)
         && let Some(event) = parse::sshd(syslog.message)
@@ -234,6 +249,37 @@ fn cut_at(line: &[u8], max: usize) -> (&[u8], bool) {
         end = max;
     }
     (&line[..end], true)
+}
+
+/// Writes `text` as a JSON string. Most log lines need no escaping: that is checked eight
+/// bytes at a time, and only the others go through serde_json's escaper.
+fn write_json_str(sink: &mut impl Write, text: &str) -> std::io::Result<()> {
+    if needs_escape(text.as_bytes()) {
+        return serde_json::to_writer(sink, text).map_err(std::io::Error::from);
+    }
+    sink.write_all(b"\"")?;
+    sink.write_all(text.as_bytes())?;
+    sink.write_all(b"\"")
+}
+
+/// True when some byte is a control character, `"` or `\\`.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte below 0x20 (a high byte never is), or equal to '"' or '\\'.
+        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+        if below
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn json_string(text: &str) -> String {
@@ -264,6 +310,33 @@ mod tests {
             let mut out = Vec::new();
             write_u64(&mut out, n).unwrap();
             assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_does() {
+        for text in [
+            "plain text of some length",
+            "q\"uote",
+            "back\\slash",
+            "tab\tx",
+            "\u{1}",
+            "é ünï",
+            "1234567\"",
+            "",
+        ] {
+            let mut out = Vec::new();
+            write_json_str(&mut out, text).unwrap();
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+        for at in 0..16 {
+            let mut bytes = vec![b'a'; 16];
+            bytes[at] = b'\\';
+            assert!(needs_escape(&bytes));
+            bytes[at] = 0x1f;
+            assert!(needs_escape(&bytes));
+            bytes[at] = 0x20;
+            assert!(!needs_escape(&bytes));
         }
     }
 

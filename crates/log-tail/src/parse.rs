@@ -50,17 +50,29 @@ impl Clock {
         })?;
         let key = (year, month, day, hour);
         let offset = match &self.offsets {
-            Some((cached, offset)) if *cached == key => offset.clone(),
+            Some((cached, offset)) if *cached == key => offset.as_str(),
             _ => {
                 let date = NaiveDate::from_ymd_opt(year, month, day)?;
                 let local =
                     Local.from_local_datetime(&NaiveDateTime::new(date, clock)).earliest()?;
                 let offset = local.format("%:z").to_string();
-                self.offsets = Some((key, offset.clone()));
-                offset
+                &self.offsets.insert((key, offset)).1
             }
         };
-        Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{offset}"))
+        let mut text = String::with_capacity(25 + offset.len());
+        let digits = |text: &mut String, n: u32, width: usize| {
+            for at in (0..width).rev() {
+                text.push(char::from(b'0' + (n / 10u32.pow(at as u32) % 10) as u8));
+            }
+        };
+        digits(&mut text, u32::try_from(year).ok()?, 4);
+        for (separator, n) in [('-', month), ('-', day), ('T', hour), (':', minute), (':', second)]
+        {
+            text.push(separator);
+            digits(&mut text, n, 2);
+        }
+        text.push_str(&offset);
+        Some(text)
     }
 }
 
