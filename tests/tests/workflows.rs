@@ -139,6 +139,18 @@ fn log_archive_mirrors_logs_ships_appended_lines_and_finds_them() {
 }
 
 #[test]
+fn log_archive_agent_as_a_service_ships_changes_until_stopped() {
+    let lab = lab();
+    let s = log_archive::run_service(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
+
+    assert_eq!(s.shipped.last().map(String::as_str), Some("app.log"), "the grown log went last");
+    let lines: Vec<&str> = s.central_app_log.lines().collect();
+    assert_eq!(lines[1..], *log_archive::APPENDED);
+    assert_eq!(s.run.status.code(), Some(0), "SIGTERM is a clean stop: {}", s.run.stderr);
+}
+
+#[test]
 fn ssh_alarm_pushes_each_login_once_across_a_rotation_and_nothing_else() {
     let lab = lab();
     let s = ssh_alarm::run(&lab).unwrap();

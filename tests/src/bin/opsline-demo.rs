@@ -40,6 +40,11 @@ const WORKFLOWS: &[Workflow] = &[
         run: |lab| log_archive::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
+        title: "3b. Log archive agent as a service (--every)",
+        commands: &[log_archive::SERVICE_COMMAND],
+        run: |lab| log_archive::run_service(lab).map(|s| (s.to_string(), s.problems())),
+    },
+    Workflow {
         title: "4. SSH alarm",
         commands: &[ssh_alarm::COMMAND],
         run: |lab| ssh_alarm::run(lab).map(|s| (s.to_string(), s.problems())),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use opsline_testkit::net::wait_until;
 use opsline_testkit::sshd::SshAccount;
 use serde_json::Value;
 
@@ -18,6 +19,11 @@ use crate::workflows::{of_kind, text};
 
 /// One pass of the agent.
 pub const MIRROR_COMMAND: &str = "ship-sftp mirror \"$APP_LOGS\" \"$ARCHIVE_TARGET\" --glob '*.log' --agent-id node1 \
+--known-hosts \"$KNOWN_HOSTS\" --identity \"$IDENTITY\" --state \"$STATE\"";
+
+/// The agent as `log-archive-agent.service` runs it: a pass every `--every` seconds until
+/// SIGTERM (the demo's interval is short so that it does not wait a minute).
+pub const SERVICE_COMMAND: &str = "ship-sftp mirror \"$APP_LOGS\" \"$ARCHIVE_TARGET\" --glob '*.log' --agent-id node2 --every 1 \
 --known-hosts \"$KNOWN_HOSTS\" --identity \"$IDENTITY\" --state \"$STATE\"";
 
 /// The search on the central server.
@@ -55,9 +61,9 @@ pub struct LogArchiveSummary {
     pub found: Vec<Value>,
 }
 
-/// Runs the workflow.
-pub fn run(lab: &Lab) -> anyhow::Result<LogArchiveSummary> {
-    let logs = lab.dir("var/log/app")?;
+/// A node's log folder with its logs, written a minute ago, and a file that is not a log.
+fn node_logs(lab: &Lab, node: &str) -> anyhow::Result<PathBuf> {
+    let logs = lab.dir(&format!("{node}/var/log/app"))?;
     for rel in LOG_FILES {
         let path = logs.join(rel);
         fs::create_dir_all(path.parent().unwrap_or(&logs))?;
@@ -65,14 +71,27 @@ pub fn run(lab: &Lab) -> anyhow::Result<LogArchiveSummary> {
         settle(&path)?;
     }
     fs::write(logs.join("skip.txt"), "not a log\n")?;
+    Ok(logs)
+}
 
-    let archive_root = lab.sshd.upload_dir(SshAccount::Shell).join(REMOTE_DIR);
-    let mirror = Pipeline::new(MIRROR_COMMAND)
-        .var("APP_LOGS", &logs)
+fn mirror(lab: &Lab, command: &str, logs: &Path, node: &str) -> anyhow::Result<Pipeline> {
+    Ok(Pipeline::new(command)
+        .var("APP_LOGS", logs)
         .var("ARCHIVE_TARGET", lab.sftp_url(SshAccount::Shell, REMOTE_DIR))
         .var("KNOWN_HOSTS", lab.known_hosts()?)
         .var("IDENTITY", lab.sshd.client_key_path())
-        .var("STATE", lab.work().join("state/mirror.json"));
+        .var("STATE", lab.work().join(format!("state/{node}-mirror.json"))))
+}
+
+fn archive_root(lab: &Lab) -> PathBuf {
+    lab.sshd.upload_dir(SshAccount::Shell).join(REMOTE_DIR)
+}
+
+/// Runs the workflow: two passes from cron, lines appended between them, then a search.
+pub fn run(lab: &Lab) -> anyhow::Result<LogArchiveSummary> {
+    let logs = node_logs(lab, "node1")?;
+    let archive_root = archive_root(lab);
+    let mirror = mirror(lab, MIRROR_COMMAND, &logs, "node1")?;
     let first = lab.shell.run_ok("log-archive-pass1", &mirror, RUN_TIMEOUT)?;
 
     let appended: Vec<String> = APPENDED.iter().map(|line| (*line).to_owned()).collect();
@@ -94,6 +113,92 @@ pub fn run(lab: &Lab) -> anyhow::Result<LogArchiveSummary> {
         second,
         search,
     })
+}
+
+/// What the agent running as a service did.
+#[derive(Debug)]
+pub struct ServiceSummary {
+    /// The service's run, stopped with SIGTERM.
+    pub run: Run,
+    /// The files it shipped, in order (relative to the log folder).
+    pub shipped: Vec<String>,
+    /// `app.log` as it arrived on the central server.
+    pub central_app_log: String,
+}
+
+/// How long the service may take to ship a change.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the agent as a service: it ships the logs, then the lines appended while it runs, and
+/// stops cleanly on SIGTERM.
+pub fn run_service(lab: &Lab) -> anyhow::Result<ServiceSummary> {
+    let logs = node_logs(lab, "node2")?;
+    let central = archive_root(lab).join("node2/app.log");
+    let service =
+        lab.shell.spawn("log-archive-agent", &mirror(lab, SERVICE_COMMAND, &logs, "node2")?)?;
+    let arrived = |needle: &str| {
+        wait_until(SERVICE_TIMEOUT, || {
+            fs::read_to_string(&central).is_ok_and(|t| t.contains(needle))
+        })
+        .with_context(|| {
+            format!(
+                "{needle:?} did not reach {}; the agent's log:\n{}",
+                central.display(),
+                service.stderr()
+            )
+        })
+    };
+    arrived("app.log started")?;
+    let appended: Vec<String> = APPENDED.iter().map(|line| (*line).to_owned()).collect();
+    sample::append_lines(&logs.join("app.log"), &appended)?;
+    settle(&logs.join("app.log"))?;
+    arrived(APPENDED[APPENDED.len() - 1])?;
+    service.terminate("ship-sftp")?;
+    let run = service.wait(RUN_TIMEOUT)?;
+    run.ensure_success()?;
+    let records = run.records()?;
+    Ok(ServiceSummary {
+        shipped: of_kind(&records, "shipped")
+            .iter()
+            .map(|r| relative(text(r, "path"), &logs))
+            .collect(),
+        central_app_log: fs::read_to_string(&central)?,
+        run,
+    })
+}
+
+impl ServiceSummary {
+    /// What differs from the promise: each log shipped, the grown one again, nothing else.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut shipped = self.shipped.clone();
+        shipped.sort();
+        if shipped != ["app.log", "app.log", "worker/jobs.log"] {
+            problems.push(format!("the service shipped {:?}", self.shipped));
+        }
+        if !APPENDED.iter().all(|line| self.central_app_log.contains(line)) {
+            problems.push("the appended lines did not reach the central server".to_owned());
+        }
+        problems
+    }
+}
+
+impl fmt::Display for ServiceSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the agent shipped, in order: {}", self.shipped.join(", "))?;
+        let appended = APPENDED.iter().all(|line| self.central_app_log.contains(line));
+        writeln!(
+            f,
+            "node2/app.log holds the appended lines: {}",
+            if appended { "yes" } else { "NO" }
+        )?;
+        write!(f, "stopped on SIGTERM: {}", self.run.status)
+    }
+}
+
+fn relative(path: &str, base: &Path) -> String {
+    let path = Path::new(path);
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
 }
 
 /// Dates a log's last write a minute back, as if the pass came a minute later: the mirror
@@ -124,13 +229,8 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 fn shipped(run: &Run, logs: &Path) -> anyhow::Result<Vec<String>> {
     let records = run.records()?;
-    let mut paths: Vec<String> = of_kind(&records, "shipped")
-        .iter()
-        .map(|r| {
-            let path = Path::new(text(r, "path"));
-            path.strip_prefix(logs).unwrap_or(path).display().to_string()
-        })
-        .collect();
+    let mut paths: Vec<String> =
+        of_kind(&records, "shipped").iter().map(|r| relative(text(r, "path"), logs)).collect();
     paths.sort();
     Ok(paths)
 }
