@@ -375,12 +375,12 @@ fn a_broken_download_resumes_where_it_stopped() {
 
 #[test]
 fn a_slow_download_that_keeps_flowing_is_not_cut() {
-    // Eight pieces 250 ms apart: two seconds in all, four times the stall timeout, yet never
-    // silent for as long as the stall timeout.
+    // Ten pieces 200 ms apart: two seconds in all, twice the stall timeout, yet never silent
+    // for more than a fifth of it.
     let s = Scratch::new();
     let data = dump(100_000, 10);
     let zip = fresh_zip(&s, &data);
-    let url = support::trickle_server(fs::read(&zip).unwrap(), 8, Duration::from_millis(250));
+    let url = support::trickle_server(fs::read(&zip).unwrap(), 10, Duration::from_millis(200));
     let run = run(
         &[
             "--url",
