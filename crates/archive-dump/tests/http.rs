@@ -390,7 +390,7 @@ fn a_slow_download_that_keeps_flowing_is_not_cut() {
             "--out-dir",
             &s.out_str(),
             "--stall-timeout",
-            "500ms",
+            "1s",
             "--retries",
             "0",
         ],
