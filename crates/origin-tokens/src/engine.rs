@@ -451,7 +451,8 @@ impl Engine {
     fn key_id(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
         let buf = &mut self.key_buf;
         buf.clear();
-        buf.extend(daemon.iter().map(u8::to_ascii_lowercase));
+        buf.extend_from_slice(daemon);
+        buf.make_ascii_lowercase();
         buf.push(0);
         buf.extend_from_slice(usage.feature);
         buf.push(0);

@@ -123,6 +123,9 @@ struct Gauge {
     checkouts: i64,
     held: i64,
     last: i64,
+    /// The row of the period last touched (period start, index), sparing a map lookup on
+    /// almost every change.
+    row: Option<(i64, usize)>,
 }
 
 /// The report sink.
@@ -136,7 +139,9 @@ pub struct Report {
     group_ids: HashMap<String, u32>,
     key_group: Vec<u32>,
     gauges: Vec<Gauge>,
-    rows: FastMap<(i64, u32), Row>,
+    index: FastMap<(i64, u32), usize>,
+    row_keys: Vec<(i64, u32)>,
+    rows: Vec<Row>,
 }
 
 impl Report {
@@ -151,7 +156,9 @@ impl Report {
             group_ids: HashMap::new(),
             key_group: Vec::new(),
             gauges: Vec::new(),
-            rows: FastMap::default(),
+            index: FastMap::default(),
+            row_keys: Vec::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -180,7 +187,21 @@ impl Report {
 
     fn row(&mut self, t: i64, g: u32) -> &mut Row {
         let (start, _) = self.periods.bounds(t);
-        self.rows.entry((start, g)).or_default()
+        let gauge = &mut self.gauges[g as usize];
+        let index = match gauge.row {
+            Some((cached, index)) if cached == start => index,
+            _ => {
+                let next = self.rows.len();
+                let index = *self.index.entry((start, g)).or_insert(next);
+                if index == next {
+                    self.rows.push(Row::default());
+                    self.row_keys.push((start, g));
+                }
+                gauge.row = Some((start, index));
+                index
+            }
+        };
+        &mut self.rows[index]
     }
 
     /// Adds the time from the gauge's last change to `t`, split at period boundaries and
@@ -210,8 +231,9 @@ impl Report {
     /// The rows, ordered by period and group name: (period start, label, group, row).
     pub fn rows(&self) -> Vec<(i64, Option<String>, &str, &Row)> {
         let mut rows: Vec<_> = self
-            .rows
+            .row_keys
             .iter()
+            .zip(&self.rows)
             .map(|(&(start, g), row)| {
                 let label = (start != i64::MIN).then(|| self.periods.label(start)).flatten();
                 (start, label, self.names[g as usize].as_str(), row)
