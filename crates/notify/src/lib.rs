@@ -33,11 +33,11 @@ pub const EXAMPLES: &[opsline::man::Example] = &[
     },
     opsline::man::Example {
         title: "Nightly recap of the backup by e-mail with the log attached, and to Mattermost.",
-        command: "backup-pipeline 2>backup.log | NOTIFY_MATTERMOST_URL=$(cat /etc/opsline/mm.url) notify --digest --smtp smtps://mail.example.org --from backup@example.org --to admin@example.org --attach backup.log --mattermost --channel ops",
+        command: "/usr/local/sbin/nightly-backup 2>backup.log | NOTIFY_MATTERMOST_URL=$(cat /etc/opsline/mm.url) notify --digest --smtp smtps://mail.example.org --from backup@example.org --to admin@example.org --attach backup.log --mattermost --channel ops",
     },
     opsline::man::Example {
-        title: "Push every SSH login to the admin's phone, at most 10 a minute.",
-        command: "log-tail --journal --unit ssh --parse sshd --follow | notify --pushover --pushover-token-file /etc/opsline/po.token --pushover-user-file /etc/opsline/po.user --max-per-minute 10 --priority 1",
+        title: "Push each new SSH login to the admin's phone (from cron), at most 10 a minute.",
+        command: "log-tail --parse sshd /var/log/auth.log | notify --pushover --pushover-token-file /etc/opsline/po.token --pushover-user-file /etc/opsline/po.user --max-per-minute 10 --priority 1",
     },
     opsline::man::Example {
         title: "See what would be sent, without sending.",

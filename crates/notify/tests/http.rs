@@ -424,3 +424,34 @@ fn a_stream_digest_goes_out_every_interval() {
     assert_eq!((last["count"].clone(), last["summary"].clone()), (json!(1), json!("OK")));
     assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 3);
 }
+
+#[test]
+fn sigterm_sends_what_the_digest_holds_and_exits() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = HttpServer::start().unwrap();
+    let mut child = common::command()
+        .args(["--digest", "--every", "1h", "--webhook", &server.url("/in")])
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"kind": "line"})).unwrap();
+    writeln!(stdin, "{}", json!({"kind": "session"})).unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("\"queued\""), "{line}");
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "a stop is not a failure");
+    let requests = server.wait_for_requests(1, WAIT).unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].json().unwrap()["count"], 2);
+    drop(stdin);
+}
