@@ -81,6 +81,12 @@ pub fn connect(settings: &Connect) -> Result<Connection, ConnectError> {
     .map_err(ConnectError::fatal)?;
     authenticate(&session, &target.user, &settings.auth)
         .map_err(|e| ConnectError::fatal(e.context(format!("logging in to {where_}"))))?;
+    tracing::debug!(
+        host = %where_,
+        cipher = session.methods(MethodType::CryptCs).unwrap_or("?"),
+        mac = session.methods(MethodType::MacCs).unwrap_or("?"),
+        "connected"
+    );
     session.set_keepalive(false, settings.keepalive);
     let sftp = session.sftp().map_err(|e| {
         ConnectError::retry(err(Code::TempFail, format!("starting SFTP on {where_}: {e}")))

@@ -2,7 +2,7 @@
 //! `DIR/AGENT_ID/` with the same relative paths; a state file remembers what was sent so a
 //! restart re-sends nothing and misses nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -178,13 +178,17 @@ fn pass(
     let mut waiting_young = 0u64;
     let now = SystemTime::now();
     let remote_root = remote_join(&plan.settings.connect.target.dir, &plan.agent_id);
+    let mut present = HashSet::new();
+    let mut complete = true;
     for found in walk(base, &plan.globs) {
         if progress.fatal.is_some() {
             // No connection can be made: the files still queued are skipped.
             pool.abort();
+            complete = false;
             break;
         }
         if ctx.shutdown.requested() {
+            complete = false;
             break;
         }
         let (rel, path, meta) = match found {
@@ -194,6 +198,7 @@ fn pass(
                 continue;
             }
         };
+        present.insert(rel.clone());
         let seen = Sent { size: meta.len(), mtime_ns: mtime_ns(&meta) };
         if progress.state.files.get(&rel) == Some(&seen) {
             continue;
@@ -236,10 +241,28 @@ fn pass(
         );
     }
     progress.save()?;
+    if complete && progress.fatal.is_none() {
+        forget_removed(progress.state_file, progress.state, &present)?;
+    }
     match progress.fatal {
         Some(error) => Err(error),
         None => Ok(progress.code),
     }
+}
+
+/// Drops the entries of files that are gone (rotated away, deleted), so the state does not grow
+/// without end. Only after a complete pass: a file the pass did not reach is not gone.
+fn forget_removed(
+    state_file: &StateFile,
+    state: &mut MirrorState,
+    present: &HashSet<String>,
+) -> anyhow::Result<()> {
+    let before = state.files.len();
+    state.files.retain(|rel, _| present.contains(rel));
+    if state.files.len() != before {
+        state_file.save(&*state)?;
+    }
+    Ok(())
 }
 
 /// The results of a pass as they come in.

@@ -83,6 +83,11 @@ fn mirror_a_nested_tree_then_reship_grown_logs_and_late_files() {
     assert_eq!(shipped_paths(&records), again);
     assert_eq!(fs::read_to_string(remote.join("a.log")).unwrap(), "a1\na2\n");
     assert_eq!(fs::read_to_string(remote.join("young.log")).unwrap(), "still being written\n");
+    // A file that is gone leaves the state.
+    fs::remove_file(logs.join("sub/b.log")).unwrap();
+    let (code, records, stderr) = pass();
+    assert_eq!((code, records.len()), (0, 0), "{stderr}");
+    assert!(!fs::read_to_string(&state).unwrap().contains("sub/b.log"));
     let mut left: Vec<String> = names(&remote);
     left.sort();
     assert_eq!(left, ["a.log", "sub", "young.log"], "no temporaries left");
@@ -164,4 +169,34 @@ fn paths_that_escape_are_refused() {
     let (code, _, stderr) = run(command);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("plain folder name"), "{stderr}");
+}
+
+#[test]
+fn every_keeps_passing_until_sigterm() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let logs = local.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(logs.join("first.log"), "1\n").unwrap();
+    let state = local.path().join("mirror.json");
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let mut command = mirror(&sshd, SshAccount::Shell, &dir, &logs, &state);
+    command.args(["--agent-id", "n", "--min-age", "0", "--every", "0.2"]);
+    let child = spawn(command);
+    let remote = sshd.upload_dir(SshAccount::Shell).join("n");
+    let arrived = |name: &str| {
+        opsline_testkit::net::wait_until(std::time::Duration::from_secs(10), || {
+            remote.join(name).exists()
+        })
+    };
+    arrived("first.log").unwrap();
+    fs::write(logs.join("second.log"), "2\n").unwrap();
+    arrived("second.log").unwrap();
+    signal(&[child.id()], "TERM");
+    let output = child.wait_with_output().unwrap();
+    let (code, records, stderr) = parse(&output);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(shipped_paths(&records).len(), 2, "{records:?}");
+    let saved = fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("first.log") && saved.contains("second.log"), "{saved}");
 }

@@ -57,6 +57,8 @@ fn upload_with_sha256_over_a_shell_account() {
     let log = sshd.wait_for_sftp_log("name.txt\"", Duration::from_secs(5)).unwrap();
     let final_path = format!("{remote_dir}/dump-20250630.zip");
     assert!(!log.contains(&format!("open \"{final_path}\"")), "{log}");
+    // The hash came from sha256sum on the server, not from reading the file back over SFTP.
+    assert!(log.contains(&format!("bytes read 0 written {}", 5 << 20)), "{log}");
     assert!(
         log.contains(&format!(
             "rename old \"{remote_dir}/.dump-20250630.zip.ship-sftp.part\" new \"{final_path}\""
