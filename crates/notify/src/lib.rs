@@ -33,11 +33,11 @@ pub const EXAMPLES: &[opsline::man::Example] = &[
     },
     opsline::man::Example {
         title: "Nightly recap of the backup by e-mail with the log attached, and to Mattermost.",
-        command: "/usr/local/sbin/nightly-backup 2>backup.log | NOTIFY_MATTERMOST_URL=$(cat /etc/opsline/mm.url) notify --digest --smtp smtps://mail.example.org --from backup@example.org --to admin@example.org --attach backup.log --mattermost --channel ops",
+        command: "/usr/local/sbin/nightly-backup 2>backup.log | notify --digest --smtp smtps://mail.example.org --from backup@example.org --to admin@example.org --attach backup.log --mattermost --mattermost-url-file /etc/opsline/mm.url --channel ops",
     },
     opsline::man::Example {
         title: "Push each new SSH login to the admin's phone (from cron), at most 10 a minute.",
-        command: "log-tail --parse sshd /var/log/auth.log | notify --pushover --pushover-token-file /etc/opsline/po.token --pushover-user-file /etc/opsline/po.user --max-per-minute 10 --priority 1",
+        command: "log-tail --parse sshd /var/log/auth.log | notify --when 'sshd.event == \"accepted\"' --pushover --pushover-token-file /etc/opsline/po.token --pushover-user-file /etc/opsline/po.user --max-per-minute 10 --priority 1",
     },
     opsline::man::Example {
         title: "See what would be sent, without sending.",
@@ -86,17 +86,26 @@ fn run_digest(
     let reader = RecordReader::start(ctx.tool, &cli.input, &ctx.shutdown);
     let mut digest = Digest::new(cli.digest_limit);
     let queued = queued_note();
-    let mut collect = |item: opsline::input::Item, digest: &mut Digest| -> anyhow::Result<()> {
+    let mut collect = |item: opsline::input::Item,
+                       digest: &mut Digest,
+                       notifier: &Notifier<'_>|
+     -> anyhow::Result<()> {
         let mut record = item.map_err(opsline::input::InputError::into_fatal)?;
-        digest.add(&record);
-        record.insert(NOTIFIED, queued.clone());
+        match notifier.wants(&record) {
+            Ok(true) => {
+                digest.add(&record);
+                record.insert(NOTIFIED, queued.clone());
+            }
+            Ok(false) => {}
+            Err(e) => record.set_error(ctx.tool, e),
+        }
         out.write(&record)?;
         Ok(())
     };
     match cli.every {
         None => {
             for item in reader {
-                collect(item, &mut digest)?;
+                collect(item, &mut digest, notifier)?;
             }
         }
         Some(every) => {
@@ -105,7 +114,7 @@ fn run_digest(
             loop {
                 select! {
                     recv(records) -> item => match item {
-                        Ok(item) => collect(item, &mut digest)?,
+                        Ok(item) => collect(item, &mut digest, notifier)?,
                         Err(_) => break,
                     },
                     recv(ticks) -> _ => send_digest(notifier, &mut digest),

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::channel::{Channel, Message};
 use crate::digest::Summary;
 use crate::limit::RateLimit;
-use crate::template::{Templates, record_context};
+use crate::template::{TemplateError, Templates, record_context};
 
 /// The record field notify adds.
 pub const NOTIFIED: &str = "notified";
@@ -80,6 +80,11 @@ impl<'c> Notifier<'c> {
     /// Sends the message for one record and adds `notified` (and an `error` when it failed).
     pub fn notify_record(&mut self, record: &mut Record) {
         let context = record_context(record);
+        match self.templates.wanted(&context) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return record.set_error(crate::TOOL, e),
+        }
         let texts = match self.templates.render(&context) {
             Ok(texts) => texts,
             Err(e) => return record.set_error(crate::TOOL, e),
@@ -105,6 +110,11 @@ impl<'c> Notifier<'c> {
         if !errors.is_empty() {
             record.set_error(crate::TOOL, errors.join("; "));
         }
+    }
+
+    /// True when `--when` (if given) picks the record.
+    pub fn wants(&self, record: &Record) -> Result<bool, TemplateError> {
+        self.templates.wanted(&record_context(record))
     }
 
     /// Sends one digest message; `Err` says why it could not be delivered.

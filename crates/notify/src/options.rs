@@ -170,6 +170,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", help_heading = "Webhook")]
     pub header_file: Option<PathBuf>,
 
+    /// Only records for which this expression over their fields is true get a message (or go
+    /// into the digest), e.g. 'sshd.event == "accepted"' or 'error or kind == "archive"'; the
+    /// others pass through untouched
+    #[arg(long, value_name = "EXPRESSION", help_heading = "Messages")]
+    pub when: Option<String>,
+
     /// E-mail subject template (the default depends on the record's kind)
     #[arg(long, value_name = "TEMPLATE", help_heading = "Messages")]
     pub subject: Option<String>,

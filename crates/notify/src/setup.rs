@@ -254,6 +254,7 @@ fn compile_templates(cli: &Cli) -> anyhow::Result<Templates> {
             .as_deref()
             .map(|p| read(p, "--webhook-template"))
             .transpose()?,
+        when: cli.when.clone(),
     };
     Templates::new(user, cli.digest).map_err(|e| config(e.to_string()))
 }

@@ -62,6 +62,8 @@ pub struct UserTemplates {
     pub url: Option<Source>,
     /// `--webhook-template`: a JSON payload.
     pub payload: Option<Source>,
+    /// `--when`: an expression that picks the records to notify about.
+    pub when: Option<String>,
 }
 
 /// A compiled set of templates.
@@ -73,6 +75,7 @@ pub struct Templates {
     body: Option<String>,
     url: Option<String>,
     payload: Option<String>,
+    when: Option<String>,
     digest: bool,
 }
 
@@ -116,6 +119,7 @@ impl Templates {
             body: add(user.body)?,
             url: add(user.url)?,
             payload: add(user.payload)?,
+            when: add(user.when.map(|expr| Source::inline("--when", &when_template(&expr))))?,
             env,
             digest,
         })
@@ -135,6 +139,14 @@ impl Templates {
         }
         .filter(|u| !u.is_empty());
         Ok(Texts { subject: one_line(&subject), title: one_line(&title), body, url })
+    }
+
+    /// True when the record's context passes `--when` (or there is none).
+    pub fn wanted(&self, context: &Value) -> Result<bool, TemplateError> {
+        match &self.when {
+            Some(name) => Ok(self.render_named(name, context)? == "1"),
+            None => Ok(true),
+        }
     }
 
     /// Renders the `--webhook-template` payload, which must come out as JSON.
@@ -164,6 +176,12 @@ impl Templates {
         let template = self.env.get_template(name).map_err(|e| describe(&e))?;
         template.render(context).map_err(|e| describe(&e))
     }
+}
+
+/// `--when EXPR` as a template that renders `1` when the expression is true; on one line, so
+/// errors point at line 1 of the expression.
+fn when_template(expression: &str) -> String {
+    format!("{{% if {expression} %}}1{{% endif %}}")
 }
 
 /// The context a record's templates see: its fields at the top level, the whole record as
@@ -395,6 +413,23 @@ mod tests {
         let templates = Templates::new(user, false).unwrap();
         let e = templates.render(&record_context(&record(json!({"path": "/x"})))).unwrap_err();
         assert!(e.to_string().starts_with("template --body, line 3: unknown filter"), "{e}");
+    }
+
+    #[test]
+    fn when_picks_records() {
+        let user = UserTemplates {
+            when: Some("sshd.event == \"accepted\" or error".to_owned()),
+            ..UserTemplates::default()
+        };
+        let templates = Templates::new(user, false).unwrap();
+        let wanted = |v| templates.wanted(&record_context(&record(v))).unwrap();
+        assert!(wanted(json!({"sshd": {"event": "accepted"}})));
+        assert!(!wanted(json!({"sshd": {"event": "failed"}})));
+        assert!(!wanted(json!({"kind": "line"})));
+        assert!(wanted(json!({"kind": "line", "error": {"tool": "t", "message": "m"}})));
+        let bad = UserTemplates { when: Some("kind ==".to_owned()), ..UserTemplates::default() };
+        let e = Templates::new(bad, false).unwrap_err().to_string();
+        assert!(e.starts_with("template --when, line 1: syntax error"), "{e}");
     }
 
     #[test]

@@ -455,3 +455,33 @@ fn sigterm_sends_what_the_digest_holds_and_exits() {
     assert_eq!(requests[0].json().unwrap()["count"], 2);
     drop(stdin);
 }
+
+#[test]
+fn when_picks_the_records_to_tell_about() {
+    let server = HttpServer::start().unwrap();
+    let failed =
+        json!({"kind": "line", "sshd": {"event": "failed", "user": "x", "ip": "198.51.100.7"}});
+    let records = [login(), failed, login()];
+    let run = notify(
+        &["--webhook", &server.url("/in"), "--when", "sshd.event == \"accepted\""],
+        &[],
+        &lines(&records),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(server.wait_for_requests(2, WAIT).unwrap().len(), 2);
+    assert_eq!(run.records.len(), 3);
+    assert_eq!(run.records[1], records[1], "a record not picked passes through untouched");
+    assert_eq!(run.records[2]["notified"]["webhook"]["status"], "sent");
+
+    let digest = HttpServer::start().unwrap();
+    let run = notify(
+        &["--digest", "--webhook", &digest.url("/in"), "--when", "sshd.event != \"accepted\""],
+        &[],
+        &lines(&records),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary = digest.wait_for_requests(1, WAIT).unwrap()[0].json().unwrap();
+    assert_eq!(summary["count"], 1);
+    assert_eq!(run.records[1]["notified"]["digest"], "queued");
+    assert!(run.records[0].get("notified").is_none());
+}
