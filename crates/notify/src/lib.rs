@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 pub use options::Cli;
 
 use crate::digest::Digest;
-use crate::notifier::{NOTIFIED, Notifier, Outcome};
+use crate::notifier::{Notifier, Outcome};
 
 /// The tool's name.
 pub const TOOL: &str = "notify";
@@ -94,7 +94,7 @@ fn run_digest(
         match notifier.wants(&record) {
             Ok(true) => {
                 digest.add(&record);
-                record.insert(NOTIFIED, queued.clone());
+                notifier::add_notified(&mut record, queued.clone());
             }
             Ok(false) => {}
             Err(e) => record.set_error(ctx.tool, e),
@@ -126,10 +126,10 @@ fn run_digest(
     Ok(())
 }
 
-fn queued_note() -> Value {
+fn queued_note() -> Map<String, Value> {
     let mut note = Map::new();
     note.insert("digest".into(), "queued".into());
-    Value::Object(note)
+    note
 }
 
 fn send_digest(notifier: &mut Notifier<'_>, digest: &mut Digest) {

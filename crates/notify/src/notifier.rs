@@ -99,7 +99,7 @@ impl<'c> Notifier<'c> {
         let message = Message { texts, to, attachments, data: &data, payload };
         let skip_email = recipient_error.is_some();
         let (notified, outcome) = self.send(&message, skip_email);
-        record.insert(NOTIFIED, Value::Object(notified));
+        add_notified(record, notified);
         let errors: Vec<String> = recipient_error
             .into_iter()
             .chain(match outcome {
@@ -230,6 +230,15 @@ fn attachable(path: &std::path::Path, max: u64) -> bool {
     }
 }
 
+/// Adds this run's channels to `notified`, keeping what an earlier notify in the pipeline put
+/// there (mail first, then a push, each by its own notify).
+pub fn add_notified(record: &mut Record, notified: Map<String, Value>) {
+    match record.as_map_mut().get_mut(NOTIFIED) {
+        Some(Value::Object(earlier)) => earlier.extend(notified),
+        _ => record.insert(NOTIFIED, Value::Object(notified)),
+    }
+}
+
 /// `status` first in each channel's entry, for people reading the records.
 fn reorder_status(mut entry: Map<String, Value>) -> Value {
     let mut ordered = Map::new();
@@ -273,6 +282,23 @@ pub fn addresses(value: &Value) -> Result<Vec<Mailbox>, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn notified_keeps_earlier_channels() {
+        let mut record = Record::from_map(
+            json!({"kind": "video", "notified": {"email": {"status": "sent"}}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let mut now = Map::new();
+        now.insert("pushover".into(), json!({"status": "sent"}));
+        add_notified(&mut record, now);
+        assert_eq!(
+            record.get(NOTIFIED).unwrap(),
+            &json!({"email": {"status": "sent"}, "pushover": {"status": "sent"}})
+        );
+    }
 
     #[test]
     fn addresses_come_in_several_shapes() {

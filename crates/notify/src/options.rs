@@ -17,8 +17,9 @@ use crate::interval::Interval;
     long_about = "Reads records (JSON lines) from standard input or files and sends a message for each one \
         through every channel given (--smtp, --mattermost, --pushover, --webhook), or with --digest one \
         message that sums them all up at the end of the input (or every --every in a stream). Every record \
-        is passed on to standard output with \"notified\": {CHANNEL: {\"status\": …}} added, so notify can sit \
-        in the middle of a pipeline; records that carry an \"error\" are reported like the others (the built-in \
+        is passed on to standard output with \"notified\": {CHANNEL: {\"status\": \"sent\"|\"failed\"|\"dry-run\", …}} \
+        added ({\"suppressed\": …} when --max-per-minute held the message back, {\"digest\": \"queued\"} with \
+        --digest), so notify can sit in the middle of a pipeline; records that carry an \"error\" are reported like the others (the built-in \
         texts put them first).\n\n\
         Texts are minijinja templates over the record's fields (--subject, --title, --body, --body-file), \
         with the filters size (bytes → \"1.5 MiB\"), duration (seconds → \"3m 07s\"), basename and summary; \
