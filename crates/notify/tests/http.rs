@@ -485,3 +485,56 @@ fn when_picks_the_records_to_tell_about() {
     assert_eq!(run.records[1]["notified"]["digest"], "queued");
     assert!(run.records[0].get("notified").is_none());
 }
+
+#[test]
+fn emergency_pushes_carry_retry_and_expire() {
+    let run = notify(
+        &["--pushover", "--priority", "2", "--dry-run", "--title", "down", "--body", "{{ kind }}"],
+        &[("NOTIFY_PUSHOVER_TOKEN", TOKEN), ("NOTIFY_PUSHOVER_USER", USER_KEY)],
+        &lines(&[json!({"kind": "session"})]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            r#"{"message":"session","title":"down","priority":"2","retry":"60","expire":"3600"}"#
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_no_secrets(&run, &[TOKEN, USER_KEY]);
+}
+
+#[test]
+fn json_logs_keep_secrets_out_too() {
+    let server = HttpServer::start().unwrap();
+    server.set_default(Reply::text(500, "upstream broke"));
+    let run = notify(
+        &[
+            "-vvv",
+            "--log-format",
+            "json",
+            "--mattermost",
+            "--pushover",
+            "--pushover-api",
+            &server.base_url(),
+            "--retries",
+            "1",
+            "--retry-delay",
+            "0",
+        ],
+        &[
+            ("NOTIFY_MATTERMOST_URL", &server.url(&format!("/{HOOK_SECRET}"))),
+            ("NOTIFY_PUSHOVER_TOKEN", TOKEN),
+            ("NOTIFY_PUSHOVER_USER", USER_KEY),
+        ],
+        &lines(&[login()]),
+    );
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(server.requests().len(), 4, "two attempts on each channel");
+    for line in run.stderr.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line: {line}: {e}"));
+    }
+    assert!(run.stderr.contains("upstream broke"), "{}", run.stderr);
+    assert_no_secrets(&run, &[HOOK_SECRET, TOKEN, USER_KEY]);
+}
