@@ -236,3 +236,37 @@ fn an_undeliverable_digest_exits_75() {
     assert!(run.stderr.contains("gave up after 2 attempts"), "{}", run.stderr);
     assert_eq!(run.records.len(), 1);
 }
+
+#[test]
+fn a_refused_login_is_not_retried_and_the_password_stays_hidden() {
+    let smtp = server(SmtpSecurity::StartTls);
+    let url = format!("smtp://localhost:{}", smtp.port());
+    let ca = smtp.ca().unwrap().ca_cert_path();
+    let wrong = "wrong-pw-55e1a9";
+    let run = notify(
+        &[
+            "-vvv",
+            "--smtp",
+            &url,
+            "--smtp-ca-cert",
+            ca.to_str().unwrap(),
+            "--smtp-user",
+            "notify",
+            "--from",
+            "ops@example.org",
+            "--to",
+            "admin@example.org",
+            "--retry-delay",
+            "5",
+        ],
+        &[("NOTIFY_SMTP_PASSWORD", wrong)],
+        &lines(&[json!({"kind": "archive"})]),
+    );
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(run.records[0]["notified"]["email"], json!({"status": "failed", "attempts": 1}));
+    let message = run.records[0]["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("email: SMTP localhost:"), "{message}");
+    assert!(message.contains("535"), "the server's refusal is shown: {message}");
+    assert!(smtp.messages().unwrap().is_empty());
+    assert_no_secrets(&run, &[wrong, PASSWORD]);
+}
