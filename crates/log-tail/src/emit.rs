@@ -45,6 +45,17 @@ impl Origin {
 #[derive(Debug)]
 pub struct Emitter {
     out: RecordWriter<File>,
+    encoder: Encoder,
+    /// Records of the block being written, then those of its second half.
+    buffers: [Vec<u8>; 2],
+    /// Flush after every block (following: records reach the reader at once).
+    flush_each: bool,
+    parallel: bool,
+}
+
+/// Turns lines into output bytes; cloned for the second half of a large block.
+#[derive(Debug, Clone)]
+struct Encoder {
     format: Format,
     filter: Filter,
     syslog: bool,
@@ -54,19 +65,22 @@ pub struct Emitter {
     ts: String,
 }
 
+/// Blocks at least this large are encoded by two threads, half each.
+const PARALLEL_MIN: usize = 256 * 1024;
+
 impl Emitter {
-    /// An emitter writing to `out`.
+    /// An emitter writing to `out`; `flush_each` flushes after every block of lines.
     pub fn new(
         out: RecordWriter<File>,
         format: Format,
         filter: Filter,
         parse: &[ParseKind],
         max_line: usize,
+        flush_each: bool,
     ) -> Self {
         let sshd = parse.contains(&ParseKind::Sshd);
         let syslog = sshd || parse.contains(&ParseKind::Syslog);
-        let mut emitter = Emitter {
-            out,
+        let encoder = Encoder {
             format,
             filter,
             syslog,
@@ -75,69 +89,166 @@ impl Emitter {
             clock: parse::Clock::new(Local::now()),
             ts: String::new(),
         };
-        emitter.stamp();
-        emitter
-    }
-
-    /// Takes the time for the records that follow (once per block: the clock is not read
-    /// per line).
-    pub fn stamp(&mut self) {
-        let now = Local::now();
-        self.ts = opsline::time::rfc3339(&now);
-        self.clock.set_now(now);
+        let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        Emitter { out, encoder, buffers: [Vec::new(), Vec::new()], flush_each, parallel }
     }
 
     /// Writes the lines of `data` (whole lines; see [`crate::reader::LineSink::block`]) that
     /// pass the filter; `offset` is where `data` starts.
     pub fn block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
-        self.stamp();
-        if self.format == Format::Raw && self.filter.is_empty() && data.len() <= self.max_line {
+        let encoder = &mut self.encoder;
+        encoder.stamp();
+        if encoder.format == Format::Raw
+            && encoder.filter.is_empty()
+            && data.len() <= encoder.max_line
+        {
             self.out.write_line(data.strip_suffix(b"\n").unwrap_or(data))?;
-            return Ok(());
+            return self.flushed();
         }
-        if self.filter.has_match() {
-            let filter = self.filter.clone();
-            return filter.each_match(data, |start, end| {
-                self.line(origin, &data[start..end], offset + start as u64, false)
-            });
+        let [first, second] = &mut self.buffers;
+        let half = data.len() / 2;
+        let split = memchr::memchr(b'\n', &data[half..]).map(|at| half + at + 1);
+        match split.filter(|_| self.parallel && data.len() >= PARALLEL_MIN) {
+            Some(split) => {
+                let (head, tail) = data.split_at(split);
+                let mut helper = encoder.clone();
+                std::thread::scope(|scope| {
+                    let worker =
+                        scope.spawn(|| helper.block(origin, tail, offset + split as u64, second));
+                    let done = encoder.block(origin, head, offset, first);
+                    let other =
+                        worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    done.and(other)
+                })?;
+            }
+            None => encoder.block(origin, data, offset, first)?,
         }
-        let mut start = 0;
-        for end in memchr_iter(b'\n', data) {
-            self.filtered_line(origin, &data[start..end], offset + start as u64)?;
-            start = end + 1;
-        }
-        if start < data.len() {
-            self.filtered_line(origin, &data[start..], offset + start as u64)?;
-        }
-        Ok(())
+        self.out.sink().write_all(first)?;
+        self.out.sink().write_all(second)?;
+        first.clear();
+        second.clear();
+        self.flushed()
     }
 
     /// Writes a line that was cut at the length limit, if it passes the filter.
     pub fn long_line(&mut self, origin: &Origin, prefix: &[u8], offset: u64) -> anyhow::Result<()> {
-        self.stamp();
-        if self.filter.keeps(prefix) { self.line(origin, prefix, offset, true) } else { Ok(()) }
+        self.encoder.stamp();
+        if self.encoder.filter.keeps(prefix) {
+            let buffer = &mut self.buffers[0];
+            self.encoder.line(origin, prefix, offset, true, buffer)?;
+            self.out.sink().write_all(buffer)?;
+            buffer.clear();
+        }
+        self.flushed()
     }
 
-    fn filtered_line(&mut self, origin: &Origin, raw: &[u8], offset: u64) -> anyhow::Result<()> {
+    fn flushed(&mut self) -> anyhow::Result<()> {
+        if self.flush_each {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a record made elsewhere (journal entries) if its `line` passes the filter.
+    pub fn record(&mut self, record: &mut Record, line: &str) -> anyhow::Result<()> {
+        if !self.encoder.filter.keeps(line.as_bytes()) {
+            return Ok(());
+        }
+        if self.encoder.format == Format::Raw {
+            self.out.write_line(line.as_bytes())?;
+            return Ok(());
+        }
+        if self.encoder.sshd
+            && let Some(event) = record
+                .get("syslog")
+                .and_then(|s| Some((s.get("program")?.as_str()?, s.get("message")?.as_str()?)))
+                .filter(|(program, _)| parse::is_sshd(program))
+                .and_then(|(_, message)| parse::sshd(message))
+        {
+            record.insert("sshd", serde_json::to_value(&event)?);
+        }
+        self.out.write(record)?;
+        Ok(())
+    }
+
+    /// Pushes buffered records out (before the position that covers them is saved).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Flushes and returns the exit status the records call for.
+    pub fn finish(self) -> std::io::Result<Code> {
+        self.out.finish()
+    }
+}
+
+impl Encoder {
+    /// Takes the time for the records that follow (once per block: the clock is not read
+    /// per line).
+    fn stamp(&mut self) {
+        let now = Local::now();
+        self.ts = opsline::time::rfc3339(&now);
+        self.clock.set_now(now);
+    }
+
+    /// Encodes the lines of `data` that pass the filter into `out`.
+    fn block(
+        &mut self,
+        origin: &Origin,
+        data: &[u8],
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> anyhow::Result<()> {
+        if self.filter.has_match() {
+            let filter = self.filter.clone();
+            return filter.each_match(data, |start, end| {
+                self.line(origin, &data[start..end], offset + start as u64, false, out)
+            });
+        }
+        let mut start = 0;
+        for end in memchr_iter(b'\n', data) {
+            self.filtered_line(origin, &data[start..end], offset + start as u64, out)?;
+            start = end + 1;
+        }
+        if start < data.len() {
+            self.filtered_line(origin, &data[start..], offset + start as u64, out)?;
+        }
+        Ok(())
+    }
+
+    fn filtered_line(
+        &mut self,
+        origin: &Origin,
+        raw: &[u8],
+        offset: u64,
+        out: &mut Vec<u8>,
+    ) -> anyhow::Result<()> {
         if self.filter.is_empty() || self.filter.keeps(trim_cr(raw)) {
-            self.line(origin, raw, offset, false)
+            self.line(origin, raw, offset, false, out)
         } else {
             Ok(())
         }
     }
 
-    fn line(&mut self, origin: &Origin, raw: &[u8], offset: u64, cut: bool) -> anyhow::Result<()> {
+    fn line(
+        &mut self,
+        origin: &Origin,
+        raw: &[u8],
+        offset: u64,
+        cut: bool,
+        sink: &mut Vec<u8>,
+    ) -> anyhow::Result<()> {
         let (bytes, shortened) = cut_at(raw, self.max_line);
         let truncated = cut || shortened;
         if self.format == Format::Raw {
-            self.out.write_line(bytes)?;
+            sink.extend_from_slice(bytes);
+            sink.push(b'\n');
             return Ok(());
         }
         let (text, lossy) = match std::str::from_utf8(trim_cr(bytes)) {
             Ok(text) => (Cow::Borrowed(text), false),
             Err(_) => (String::from_utf8_lossy(trim_cr(bytes)), true),
         };
-        let sink = self.out.sink();
         sink.write_all(b"{\"kind\":\"line\",\"ts\":\"")?;
         sink.write_all(self.ts.as_bytes())?;
         sink.write_all(b"\",\"path\":")?;
@@ -161,41 +272,8 @@ impl Emitter {
         if self.syslog {
             write_parsed(sink, &text, &mut self.clock, self.sshd)?;
         }
-        sink.write_all(b"}")?;
-        self.out.end_record(false)?;
+        sink.write_all(b"}\n")?;
         Ok(())
-    }
-
-    /// Writes a record made elsewhere (journal entries) if its `line` passes the filter.
-    pub fn record(&mut self, record: &mut Record, line: &str) -> anyhow::Result<()> {
-        if !self.filter.keeps(line.as_bytes()) {
-            return Ok(());
-        }
-        if self.format == Format::Raw {
-            self.out.write_line(line.as_bytes())?;
-            return Ok(());
-        }
-        if self.sshd
-            && let Some(event) = record
-                .get("syslog")
-                .and_then(|s| Some((s.get("program")?.as_str()?, s.get("message")?.as_str()?)))
-                .filter(|(program, _)| parse::is_sshd(program))
-                .and_then(|(_, message)| parse::sshd(message))
-        {
-            record.insert("sshd", serde_json::to_value(&event)?);
-        }
-        self.out.write(record)?;
-        Ok(())
-    }
-
-    /// Pushes buffered records out (before the position that covers them is saved).
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-
-    /// Flushes and returns the exit status the records call for.
-    pub fn finish(self) -> std::io::Result<Code> {
-        self.out.finish()
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Syslog<'a> {
 
 /// Decides the year of classic timestamps and formats them, remembering the local UTC offset
 /// per hour (asking the time zone database for every line would dominate the run).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Clock {
     now: DateTime<Local>,
     offsets: Option<((i32, u32, u32, u32), String)>,
@@ -40,7 +40,7 @@ impl Clock {
 
     /// `Nov 23 07:12:40` as RFC 3339 in local time, in the latest year that is not in the
     /// future (Feb 29 looks back to a leap year).
-    fn classic(&mut self, month: u32, day: u32, time: (u32, u32, u32)) -> Option<String> {
+    fn classic(&mut self, month: u32, day: u32, time: Hms) -> Option<String> {
         let (hour, minute, second) = time;
         let clock = NaiveTime::from_hms_opt(hour, minute, second)?;
         let now = self.now.naive_local();
@@ -71,7 +71,7 @@ impl Clock {
             text.push(separator);
             digits(&mut text, n, 2);
         }
-        text.push_str(&offset);
+        text.push_str(offset);
         Some(text)
     }
 }
@@ -107,8 +107,14 @@ pub fn syslog<'a>(line: &'a str, clock: &mut Clock) -> Option<Syslog<'a>> {
     Some(Syslog { time, host, program, pid, message })
 }
 
+/// Hours, minutes, seconds.
+type Hms = (u32, u32, u32);
+
+/// A client address and port.
+type Address<'a> = (&'a str, Option<u16>);
+
 /// `Mmm dd hh:mm:ss ` (the day space-padded or not): month, day, time and the rest.
-fn classic_prefix(line: &str) -> Option<(u32, u32, (u32, u32, u32), &str)> {
+fn classic_prefix(line: &str) -> Option<(u32, u32, Hms, &str)> {
     let month = MONTHS.iter().position(|m| line.starts_with(m))? as u32 + 1;
     let rest = line.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let (day, rest) = rest.split_once(' ')?;
@@ -202,7 +208,7 @@ pub fn sshd(message: &str) -> Option<SshdEvent> {
 }
 
 /// `IP port N…`.
-fn ip_port(text: &str) -> Option<(&str, Option<u16>)> {
+fn ip_port(text: &str) -> Option<Address<'_>> {
     let (ip, rest) = text.split_once(' ')?;
     let rest = rest.strip_prefix("port ")?;
     let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
@@ -210,10 +216,7 @@ fn ip_port(text: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// `[PREFIX USER ]IP port N`: the user (when a prefix names one) and the address.
-fn user_address<'a>(
-    text: &'a str,
-    prefixes: &[&str],
-) -> Option<(Option<&'a str>, (&'a str, Option<u16>))> {
+fn user_address<'a>(text: &'a str, prefixes: &[&str]) -> Option<(Option<&'a str>, Address<'a>)> {
     let (before, port) = text.rsplit_once(" port ")?;
     let port = port.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
     match prefixes.iter().find_map(|p| before.strip_prefix(p)) {

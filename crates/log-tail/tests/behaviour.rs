@@ -381,3 +381,33 @@ fn errors_have_their_exit_statuses() {
     assert_eq!(run(dir.path(), &[&"/proc/self/mem"]).code, Some(74));
     assert_eq!(run(dir.path(), &[&"--match", &"(", &"x"]).code, Some(2));
 }
+
+#[test]
+fn large_blocks_keep_every_line_in_order() {
+    let case = Case::new();
+    let text: String = (1..=30_000)
+        .map(|n| {
+            format!(
+                "{n:08} Nov 23 07:12:40 web1 sshd[{n}]: {} for ann\n",
+                if n % 3 == 0 { "Accepted" } else { "Other" }
+            )
+        })
+        .collect();
+    append(&case.log(), &text);
+    let every = case.tail(&[]);
+    assert_eq!(numbers(&every), range(1, 30_000));
+    let offsets: Vec<u64> = every.records.iter().map(|r| r["offset"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = text
+        .split_inclusive('\n')
+        .scan(0, |at, l| {
+            let o = *at;
+            *at += l.len() as u64;
+            Some(o)
+        })
+        .collect();
+    assert_eq!(offsets, expected);
+    let state = case.dir.path().join("match.json");
+    let log = case.log();
+    let matched = run(case.dir.path(), &[&"--state", &state, &"--match", &"Accepted", &log]);
+    assert_eq!(numbers(&matched), (1..=10_000).map(|n| n * 3).collect::<Vec<_>>());
+}
