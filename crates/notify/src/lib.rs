@@ -117,12 +117,14 @@ fn run_digest(
                         Ok(item) => collect(item, &mut digest, notifier)?,
                         Err(_) => break,
                     },
-                    recv(ticks) -> _ => send_digest(notifier, &mut digest),
+                    recv(ticks) -> _ => send_digest(notifier, &mut digest, false),
                 }
             }
         }
     }
-    send_digest(notifier, &mut digest);
+    // A run from cron always reports, even with nothing to count: a recap that does not come
+    // looks like a job that did not run. A stream reports only periods that had records.
+    send_digest(notifier, &mut digest, cli.every.is_none());
     Ok(())
 }
 
@@ -132,8 +134,8 @@ fn queued_note() -> Map<String, Value> {
     note
 }
 
-fn send_digest(notifier: &mut Notifier<'_>, digest: &mut Digest) {
-    if digest.is_empty() {
+fn send_digest(notifier: &mut Notifier<'_>, digest: &mut Digest, even_empty: bool) {
+    if digest.is_empty() && !even_empty {
         tracing::info!("no records since the last digest; nothing sent");
         return;
     }

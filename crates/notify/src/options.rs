@@ -201,7 +201,8 @@ pub struct Cli {
     pub digest: bool,
 
     /// With --digest on a stream, also send the digest every INTERVAL (e.g. 1h, 1d) when
-    /// records came in since the last one
+    /// records came in since the last one (without --every, the digest at the end of the input
+    /// is sent even when there were no records, saying so)
     #[arg(long, value_name = "INTERVAL", requires = "digest", help_heading = "Digest")]
     pub every: Option<Interval>,
 

@@ -487,6 +487,19 @@ fn when_picks_the_records_to_tell_about() {
 }
 
 #[test]
+fn a_batch_digest_reports_even_an_empty_input() {
+    let server = HttpServer::start().unwrap();
+    let run = notify(
+        &["--digest", "--webhook", &server.url("/in"), "--webhook-format", "slack"],
+        &[],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let body = server.wait_for_requests(1, WAIT).unwrap()[0].json().unwrap();
+    assert!(body["text"].as_str().unwrap().starts_with("*OK: 0 records*\n"), "{body}");
+}
+
+#[test]
 fn emergency_pushes_carry_retry_and_expire() {
     let run = notify(
         &["--pushover", "--priority", "2", "--dry-run", "--title", "down", "--body", "{{ kind }}"],
