@@ -4,7 +4,8 @@
 #   burst     100,000 files in 1,000 new folders: how many each reports (ours exactly once?)
 #   idle      wake-ups (context switches of every thread) in 60 s with nothing happening
 #   memory    peak RSS (VmHWM) while watching 10,000 folders
-# Usage: scripts/bench/watch-uploads.sh [IDLE_SECONDS]   (run as root on an idle machine)
+# Usage: scripts/bench/watch-uploads.sh [IDLE_SECONDS [PART...]]   (as root, on an idle machine;
+# PART is latency, burst, idle or memory; all by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,4 +15,4 @@ fi
 cargo build --release -q -p watch-uploads
 work=$(mktemp -d /tmp/watch-uploads-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 scripts/bench/watch-uploads/bench.py target/release/watch-uploads "$work" "${1:-60}"
+python3 scripts/bench/watch-uploads/bench.py target/release/watch-uploads "$work" "${1:-60}" "${@:2}"

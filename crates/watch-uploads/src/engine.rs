@@ -65,7 +65,7 @@ pub struct Config {
     pub skip_existing: bool,
 }
 
-/// Counters for the closing log line (and for tests that need to know an overflow happened).
+/// Counters for the closing log line (`stopping reported=… overflows=…`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     /// Upload records written.
@@ -150,11 +150,6 @@ impl<W: Write> Engine<W> {
             watch_limit_warned: false,
             stats: Stats::default(),
         })
-    }
-
-    /// The counters so far.
-    pub fn stats(&self) -> Stats {
-        self.stats
     }
 
     /// Runs until `shutdown` (or, with [`Mode::Once`], until every found file is judged);
@@ -272,15 +267,18 @@ impl<W: Write> Engine<W> {
     }
 
     fn drain_events(&mut self) -> anyhow::Result<()> {
-        let Some(tree) = self.tree.as_mut() else { return Ok(()) };
-        let events = tree.read().code(Code::IoErr, "cannot read inotify events")?;
         let mut overflowed = false;
-        for event in events {
-            if event.mask.contains(EventMask::Q_OVERFLOW) {
-                overflowed = true;
-                continue;
+        // Each batch is handled as it is read, so the first upload of a burst goes out at once.
+        while let Some(tree) = self.tree.as_mut()
+            && let Some(events) = tree.read().code(Code::IoErr, "cannot read inotify events")?
+        {
+            for event in events {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    overflowed = true;
+                    continue;
+                }
+                self.on_event(event)?;
             }
-            self.on_event(event)?;
         }
         if overflowed {
             self.stats.overflows += 1;

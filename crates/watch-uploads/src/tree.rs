@@ -116,17 +116,23 @@ impl Tree {
         self.dirs.is_empty()
     }
 
-    /// Every event queued now: reads until the kernel has no more (`WouldBlock`).
-    pub fn read(&mut self) -> io::Result<Vec<Event>> {
-        let mut events = Vec::new();
+    /// The events of one read (one buffer's worth); `None` once the kernel has no more
+    /// (`WouldBlock`). Call until `None`: a read returns at most one buffer.
+    pub fn read(&mut self) -> io::Result<Option<Vec<Event>>> {
         loop {
             match self.inotify.read_events(&mut self.buffer) {
-                Ok(batch) => events.extend(batch.map(|e| Event {
-                    wd: e.wd.get_watch_descriptor_id(),
-                    mask: e.mask,
-                    name: e.name.map(ToOwned::to_owned),
-                })),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(events),
+                Ok(batch) => {
+                    return Ok(Some(
+                        batch
+                            .map(|e| Event {
+                                wd: e.wd.get_watch_descriptor_id(),
+                                mask: e.mask,
+                                name: e.name.map(ToOwned::to_owned),
+                            })
+                            .collect(),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

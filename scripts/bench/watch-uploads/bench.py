@@ -188,7 +188,6 @@ def memory():
           f"inotifywait {rss[1] / 1024:.1f} MiB ({rss[0] / max(rss[1], 1):.2f}x)")
 
 
-latency()
-burst()
-idle()
-memory()
+PARTS = {"latency": latency, "burst": burst, "idle": idle, "memory": memory}
+for part in sys.argv[4:] or PARTS:
+    PARTS[part]()
