@@ -40,7 +40,7 @@ fn main() -> io::Result<()> {
     let users = arg(2, 500);
     let features = arg(3, 20);
     let days = arg(4, 90);
-    let per_day = bytes / days / 120;
+    let per_day = bytes / days / 101;
     let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut year, mut month, mut day) = (2026u32, 1u32, 5u32);

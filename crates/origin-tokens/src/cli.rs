@@ -125,7 +125,7 @@ pub struct LogArgs {
     pub strict: bool,
 
     /// Keep the running date and the open sessions in FILE between runs (for a log fed
-    /// piece by piece, e.g. by log-tail)
+    /// piece by piece, e.g. by log-tail; events, sessions and connected only)
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 

@@ -112,6 +112,12 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
             Ok(Code::worst(code, sink.out.finish()?))
         }
         Command::Report(args) => {
+            if args.log.state.is_some() {
+                return Err(opsline::exit::err(
+                    Code::Usage,
+                    "report totals whole logs; --state is for events, sessions and connected",
+                ));
+            }
             let setup = Setup::new(&args.log, None, i64::from(args.transient))?;
             let columns = match args.by {
                 By::User => REPORT_USER,

@@ -377,6 +377,13 @@ fn log_tail_line_records_on_stdin() {
 }
 
 #[test]
+fn report_refuses_state() {
+    let out = run(&["report", "--state", "/nonexistent/state.json", &fixture("day.log")], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--state is for events, sessions and connected"), "{}", out.stderr);
+}
+
+#[test]
 fn malformed_lines_fail_only_with_strict() {
     let out = run(&["sessions", "--tz", "UTC", "--strict", &fixture("day.log")], None);
     assert_eq!(out.code, 65);
