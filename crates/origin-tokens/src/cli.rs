@@ -175,7 +175,7 @@ pub struct SnapshotArgs {
     pub output: PathBuf,
 
     /// The vendor daemon's TCP port
-    #[arg(long, value_name = "PORT", required_unless_present = "log")]
+    #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
     /// Take the port from this debug log's "VENDOR using TCP-port N" line
@@ -189,6 +189,12 @@ pub struct SnapshotArgs {
     /// The ss program to run
     #[arg(long, value_name = "PROGRAM", default_value = "ss")]
     pub ss: PathBuf,
+
+    /// Read the debug log's lines from standard input (plain, or log-tail's line records) and
+    /// take a snapshot after every OUT line, with that line as the trigger; the port may also
+    /// come from the stream's announcement
+    #[arg(long, conflicts_with = "trigger")]
+    pub follow: bool,
 }
 
 /// Examples for the man page.

@@ -503,12 +503,49 @@ fn write_report(
 }
 
 fn snapshot(ctx: &Context, args: &SnapshotArgs) -> anyhow::Result<Code> {
+    if args.follow {
+        return follow_snapshots(ctx, args);
+    }
     let taken = crate::snapshot::take(args, &opsline::time::now_rfc3339())?;
     let mut out = opsline::RecordWriter::stdout(ctx.tool, Flush::Buffered)?;
+    out.write(&snapshot_record(&taken, args))?;
+    Ok(out.finish()?)
+}
+
+fn snapshot_record(taken: &crate::snapshot::Taken, args: &SnapshotArgs) -> Record {
     let mut record = Record::new("snapshot");
     record.insert("port", taken.port);
     record.insert("peers", taken.peers.iter().map(ToString::to_string).collect::<Vec<_>>());
     record.insert("output", args.output.display().to_string());
-    out.write(&record)?;
+    record
+}
+
+/// `snapshot --follow`: a snapshot after every checkout line on standard input.
+fn follow_snapshots(ctx: &Context, args: &SnapshotArgs) -> anyhow::Result<Code> {
+    use crate::snapshot::{Cue, cue, take_at};
+    ctx.shutdown.watch();
+    let mut port = crate::snapshot::configured_port(args)?;
+    let mut out = opsline::RecordWriter::stdout(ctx.tool, Flush::EachRecord)?;
+    let mut warned = false;
+    let on_line = |raw: &[u8]| -> anyhow::Result<Flow> {
+        let Some(line) = unwrap_record(raw) else { return Ok(Flow::Continue) };
+        match (cue(&line), port) {
+            (Cue::Port(announced), None) => port = Some(announced),
+            (Cue::Checkout, Some(p)) => {
+                let trigger = String::from_utf8_lossy(&line);
+                let taken = take_at(args, p, Some(&trigger), &opsline::time::now_rfc3339())?;
+                out.write(&snapshot_record(&taken, args))?;
+            }
+            (Cue::Checkout, None) if !warned => {
+                warned = true;
+                tracing::warn!(
+                    "no port known yet (give --port or --log); checkouts before the announcement get no snapshot"
+                );
+            }
+            _ => {}
+        }
+        Ok(Flow::Continue)
+    };
+    feed_stdin(&ctx.shutdown, on_line, || Ok(()))?;
     Ok(out.finish()?)
 }

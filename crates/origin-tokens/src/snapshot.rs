@@ -14,7 +14,7 @@ use crate::cli::SnapshotArgs;
 use crate::engine::Flow;
 use crate::input::{feed, open, unwrap_record};
 use crate::net::parse_ss_line;
-use crate::parse::{Line, Message, Parsed, parse_line};
+use crate::parse::{Kind, Line, Message, Parsed, parse_line};
 
 /// One snapshot taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,27 @@ pub struct Taken {
 
 /// Takes the snapshot and appends it.
 pub fn take(args: &SnapshotArgs, now: &str) -> anyhow::Result<Taken> {
-    let port = match (args.port, &args.log) {
-        (Some(port), _) => port,
-        (None, Some(log)) => port_from_log(log)?,
-        (None, None) => return Err(opsline::exit::err(Code::Usage, "give --port or --log")),
-    };
+    let port = configured_port(args)?
+        .ok_or_else(|| opsline::exit::err(Code::Usage, "give --port or --log"))?;
+    take_at(args, port, args.trigger.as_deref(), now)
+}
+
+/// The port from `--port`, else from the log `--log` names.
+pub fn configured_port(args: &SnapshotArgs) -> anyhow::Result<Option<u16>> {
+    match (args.port, &args.log) {
+        (Some(port), _) => Ok(Some(port)),
+        (None, Some(log)) => port_from_log(log).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Lists the connections to `port` and appends the block, ending with `trigger`.
+pub fn take_at(
+    args: &SnapshotArgs,
+    port: u16,
+    trigger: Option<&str>,
+    now: &str,
+) -> anyhow::Result<Taken> {
     let listing = run_ss(&args.ss, port)?;
     let mut block = format!("{now}\n");
     let mut peers = Vec::new();
@@ -44,12 +60,34 @@ pub fn take(args: &SnapshotArgs, now: &str) -> anyhow::Result<Taken> {
             block.push('\n');
         }
     }
-    if let Some(trigger) = &args.trigger {
-        block.push_str(trigger.trim_end());
+    if let Some(trigger) = trigger {
+        block.push_str(trigger.trim());
         block.push('\n');
     }
     append(&args.output, &block)?;
     Ok(Taken { port, peers, block })
+}
+
+/// What `--follow` makes of one input line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cue {
+    /// A checkout: take a snapshot.
+    Checkout,
+    /// The vendor daemon's port announcement.
+    Port(u16),
+    /// Nothing to do.
+    Nothing,
+}
+
+/// Classifies a followed line.
+pub fn cue(line: &[u8]) -> Cue {
+    match parse_line(line) {
+        Parsed::Line(Line { message: Message::Usage(u), .. }) if u.kind == Kind::Out => {
+            Cue::Checkout
+        }
+        Parsed::Line(Line { message: Message::Port { port, .. }, .. }) => Cue::Port(port),
+        _ => Cue::Nothing,
+    }
 }
 
 fn run_ss(program: &Path, port: u16) -> anyhow::Result<String> {

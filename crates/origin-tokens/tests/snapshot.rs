@@ -104,3 +104,43 @@ fn snapshot_takes_the_port_from_the_log_and_fails_clearly_without_one() {
     assert_eq!(code, 65);
     assert!(stderr.contains("announces no vendor daemon port"), "{stderr}");
 }
+
+#[test]
+fn follow_takes_a_snapshot_after_every_checkout_line() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("ss.log");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server_side, _) = listener.accept().unwrap();
+    let out_line = " 9:00:00 (orglab) OUT: \"Origin\" alice@PC-01  ";
+    let record = serde_json::json!({"kind": "line", "line": " 9:01:00 (orglab) OUT: \"Origin\" bob@PC-02  "});
+    let input = format!(
+        " 8:59:59 (orglab) OUT: \"Origin\" early@PC-00  \n 9:00:00 (lmgrd) orglab using TCP-port {port}\n{out_line}\n 9:00:30 (orglab) IN: \"Origin\" alice@PC-01  \n{record}\n"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_origin-tokens"))
+        .args(["snapshot", "--follow", "--output", side.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("no port known yet"), "{stderr}");
+    let records: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "one snapshot per checkout after the port is known: {records:?}");
+    assert!(
+        records.iter().all(|r| r["peers"] == serde_json::json!(["127.0.0.1"]) && r["port"] == port)
+    );
+    let text = std::fs::read_to_string(&side).unwrap();
+    let triggers: Vec<&str> = text.lines().filter(|l| l.contains("OUT:")).collect();
+    assert_eq!(triggers, [out_line.trim(), "9:01:00 (orglab) OUT: \"Origin\" bob@PC-02"]);
+}
