@@ -78,7 +78,8 @@ pub struct TransferArgs {
     #[arg(long)]
     pub no_preserve: bool,
 
-    /// Files sent in parallel, each over its own SSH connection [default: 4]
+    /// Files sent in parallel, each over its own SSH connection; also the sessions a large
+    /// file (64 MiB or more, --verify size) is split over [default: 4]
     #[arg(long, value_name = "N")]
     pub transfers: Option<usize>,
 

@@ -13,6 +13,7 @@ pub mod limit;
 pub mod mirror;
 pub mod pool;
 pub mod prune;
+pub mod segments;
 pub mod settings;
 pub mod ship;
 pub mod transfer;
@@ -64,7 +65,9 @@ the password from --password-file or $SHIP_SFTP_PASSWORD. Secrets never go on th
 Connections: --connect-timeout bounds the TCP connect, --timeout any stalled operation; \
 keepalives are sent while idle. A lost or stalled connection is reconnected with backoff and \
 the file restarted from scratch; after --retries the file gets an error record and the exit \
-status is 75, so cron tries again. Files go in parallel over --transfers separate SSH sessions.
+status is 75, so cron tries again. Files go in parallel over --transfers separate SSH sessions, \
+and a file of 64 MiB or more checked by size is written in ranges over up to --transfers \
+sessions at once (libssh2 needs more CPU per byte than OpenSSH; this spreads it over cores).
 
 Retention (--keep-days N): after every file of the run arrived (never otherwise), files of the \
 target folder older than N days are deleted: names matching --prune-glob (default: any name \

@@ -145,6 +145,7 @@ impl Worker {
     fn ship(&mut self, job: &Job) -> Outcome {
         let transfer = self.settings.transfer.clone();
         let limit = self.limit.clone();
+        let settings = Arc::clone(&self.settings);
         let mut last = String::new();
         for attempt in 0..=transfer.retries {
             if self.abort.load(Ordering::SeqCst) {
@@ -172,6 +173,8 @@ impl Worker {
                 verify: transfer.verify,
                 preserve: transfer.preserve,
                 limit: limit.as_deref(),
+                connect: Some(&settings.connect),
+                sessions: transfer.transfers,
             };
             match transfer::upload(conn, job, opts) {
                 Ok(shipped) => return Outcome::Shipped(shipped),

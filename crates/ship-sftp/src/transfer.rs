@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Sftp};
 
 use crate::args::Verify;
-use crate::connect::Connection;
+use crate::connect::{self, Connection};
 use crate::limit::RateLimit;
+use crate::segments;
+use crate::settings::Connect;
 
 /// libssh2 pipelines only the packets of one write call: hand it megabytes at a time.
 pub const SLICE: usize = 2 << 20;
@@ -103,7 +105,7 @@ impl Failure {
 
 /// Sorts an ssh2 error: an SFTP status from the server concerns the file; anything else (socket,
 /// timeout, protocol) the connection.
-fn classify(what: &str, e: &ssh2::Error) -> Failure {
+pub(crate) fn classify(what: &str, e: &ssh2::Error) -> Failure {
     let message = format!("{what}: {e}");
     match e.code() {
         // SSH_FX_NO_CONNECTION and SSH_FX_CONNECTION_LOST
@@ -113,7 +115,7 @@ fn classify(what: &str, e: &ssh2::Error) -> Failure {
     }
 }
 
-fn io_failure(what: &str, e: &io::Error) -> Failure {
+pub(crate) fn io_failure(what: &str, e: &io::Error) -> Failure {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<ssh2::Error>()) {
         Some(ssh) => classify(what, ssh),
         None => Failure::Connection(format!("{what}: {e}")),
@@ -129,6 +131,10 @@ pub struct Options<'a> {
     pub preserve: bool,
     /// Shared rate limit.
     pub limit: Option<&'a RateLimit>,
+    /// Where extra sessions for the ranges of a large file connect to (none: one session).
+    pub connect: Option<&'a Connect>,
+    /// Sessions a large file may use.
+    pub sessions: usize,
 }
 
 /// Uploads one file.
@@ -165,7 +171,7 @@ pub fn upload(conn: &mut Connection, job: &Job, opts: Options<'_>) -> Result<Shi
         Existing::Replace => ExistingState::Unknown,
     };
     let temp = job.temp();
-    let sent = send(conn, &mut local, &meta, &temp, opts).inspect_err(|failure| {
+    let sent = send(conn, &mut local, &job.local, &meta, &temp, opts).inspect_err(|failure| {
         if matches!(failure, Failure::File(_)) {
             conn.sftp.unlink(Path::new(&temp)).ok();
         }
@@ -274,6 +280,7 @@ pub fn ensure_dir(conn: &mut Connection, dir: &str) -> Result<(), Failure> {
 fn send(
     conn: &mut Connection,
     local: &mut File,
+    local_path: &Path,
     meta: &Metadata,
     temp: &str,
     opts: Options<'_>,
@@ -284,6 +291,20 @@ fn send(
         .sftp
         .open_mode(Path::new(temp), flags, mode, OpenType::File)
         .map_err(|e| classify(&format!("open {temp}"), &e))?;
+    // The SHA-256 needs the bytes in order, so a checked file goes over one session.
+    if let (Verify::Size, Some(settings)) = (opts.verify, opts.connect) {
+        let ranges = segments::ranges(meta.len(), opts.sessions);
+        let helpers =
+            if ranges.len() > 1 { helpers(settings, ranges.len() - 1) } else { Vec::new() };
+        if !helpers.is_empty() {
+            let ranges = segments::ranges(meta.len(), helpers.len() + 1);
+            let helpers = helpers.into_iter().take(ranges.len() - 1).collect();
+            let bytes = segments::send_ranges(
+                conn, remote, helpers, local_path, temp, &ranges, opts.limit,
+            )?;
+            return Ok(Sent { bytes, sha256: None });
+        }
+    }
     let slice = opts.limit.map_or(SLICE, |l| l.slice(SLICE));
     let mut buf = vec![0u8; slice];
     let mut hasher = (opts.verify == Verify::Sha256).then(Sha256::new);
@@ -314,6 +335,25 @@ fn send(
     }
     remote.close().map_err(|e| classify(&format!("close {temp}"), &e))?;
     Ok(Sent { bytes, sha256: hasher.map(|h| hex(&h.finalize())) })
+}
+
+/// Up to `count` extra sessions, connected in parallel; those that fail are done without.
+fn helpers(settings: &Connect, count: usize) -> Vec<Connection> {
+    std::thread::scope(|scope| {
+        let tries: Vec<_> =
+            (0..count).map(|_| scope.spawn(|| connect::connect(settings))).collect();
+        tries
+            .into_iter()
+            .filter_map(|t| match t.join() {
+                Ok(Ok(conn)) => Some(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!("extra session: {:#}", e.error);
+                    None
+                }
+                Err(_) => None,
+            })
+            .collect()
+    })
 }
 
 /// Fills `buf` as far as the file allows, so every write call gets a full slice.

@@ -271,3 +271,23 @@ fn a_stalled_session_is_dropped_and_the_file_sent_again() {
     assert_eq!(records[0]["kind"], "shipped");
     assert_eq!(fs::read(server_dir.join("stall.bin")).unwrap(), fs::read(&file).unwrap());
 }
+
+#[test]
+fn a_large_file_goes_over_several_sessions_in_ranges() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("large.img"), (70 << 20) + 4321, 5);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.args(["--transfers", "3"]).arg(&file);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["bytes"], (70 << 20) + 4321);
+    let arrived = sshd.upload_dir(SshAccount::Shell).join("large.img");
+    assert!(fs::read(&arrived).unwrap() == fs::read(&file).unwrap(), "content differs");
+    let temp = format!("{dir}/.large.img.ship-sftp.part");
+    let log = sshd.wait_for_sftp_log("rename old", Duration::from_secs(5)).unwrap();
+    let opens = log.matches(&format!("open \"{temp}\"")).count();
+    assert_eq!(opens, 2, "two ranges, two sessions: {log}");
+    assert_eq!(log.matches("session opened").count(), 2, "{log}");
+}
