@@ -286,10 +286,7 @@ fn write_parsed(
 ) -> anyhow::Result<()> {
     let Some(syslog) = parse::syslog(text, clock) else { return Ok(()) };
     sink.write_all(b",\"syslog\":{\"time\":")?;
-    match &syslog.time {
-        Some(time) => write_json_str(sink, time)?,
-        None => sink.write_all(b"null")?,
-    }
+    write_json_opt(sink, syslog.time.as_deref())?;
     sink.write_all(b",\"host\":")?;
     write_json_str(sink, syslog.host)?;
     sink.write_all(b",\"program\":")?;
@@ -306,8 +303,20 @@ fn write_parsed(
         && parse::is_sshd(syslog.program)
         && let Some(event) = parse::sshd(syslog.message)
     {
-        sink.write_all(b",\"sshd\":")?;
-        serde_json::to_writer(&mut *sink, &event)?;
+        sink.write_all(b",\"sshd\":{\"event\":\"")?;
+        sink.write_all(event.event.as_bytes())?;
+        sink.write_all(b"\",\"user\":")?;
+        write_json_opt(sink, event.user)?;
+        sink.write_all(b",\"ip\":")?;
+        write_json_str(sink, event.ip)?;
+        sink.write_all(b",\"port\":")?;
+        match event.port {
+            Some(port) => write_u64(sink, u64::from(port))?,
+            None => sink.write_all(b"null")?,
+        }
+        sink.write_all(b",\"method\":")?;
+        write_json_opt(sink, event.method)?;
+        sink.write_all(b"}")?;
     }
     Ok(())
 }
@@ -338,6 +347,13 @@ fn write_json_str(sink: &mut impl Write, text: &str) -> std::io::Result<()> {
     sink.write_all(b"\"")?;
     sink.write_all(text.as_bytes())?;
     sink.write_all(b"\"")
+}
+
+fn write_json_opt(sink: &mut impl Write, text: Option<&str>) -> std::io::Result<()> {
+    match text {
+        Some(text) => write_json_str(sink, text),
+        None => sink.write_all(b"null"),
+    }
 }
 
 /// True when some byte is a control character, `"` or `\\`.

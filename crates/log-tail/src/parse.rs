@@ -142,34 +142,24 @@ pub fn is_sshd(program: &str) -> bool {
 
 /// What an sshd line says about a login (serialised as the record's `sshd` object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SshdEvent {
+pub struct SshdEvent<'a> {
     /// `accepted`, `failed`, `invalid_user`, `connection_closed`, `disconnected`,
     /// `too_many_failures`.
     pub event: &'static str,
     /// The user name (may contain spaces).
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// The client address (IPv4 or IPv6).
-    pub ip: String,
+    pub ip: &'a str,
     /// The client port.
     pub port: Option<u16>,
     /// `password`, `publickey`, `keyboard-interactive/pam`, …
-    pub method: Option<String>,
+    pub method: Option<&'a str>,
 }
 
 /// The login event in an sshd message (the text after `sshd[PID]: `), if it is one.
-pub fn sshd(message: &str) -> Option<SshdEvent> {
+pub fn sshd(message: &str) -> Option<SshdEvent<'_>> {
     let message = message.trim_end();
     let message = message.strip_suffix("[preauth]").map_or(message, str::trim_end);
-    let event =
-        |event, method: Option<&str>, user: Option<&str>, (ip, port): (&str, Option<u16>)| {
-            Some(SshdEvent {
-                event,
-                user: user.map(str::to_owned),
-                ip: ip.to_owned(),
-                port,
-                method: method.map(str::to_owned),
-            })
-        };
     if let Some((what, rest)) =
         ["Accepted ", "Failed "].iter().find_map(|p| Some((*p, message.strip_prefix(p)?)))
     {
@@ -177,34 +167,43 @@ pub fn sshd(message: &str) -> Option<SshdEvent> {
         let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
         let (user, address) = rest.rsplit_once(" from ")?;
         let name = if what == "Accepted " { "accepted" } else { "failed" };
-        return event(name, Some(method), Some(user), ip_port(address)?);
+        return found(name, Some(method), Some(user), ip_port(address)?);
     }
     if let Some(rest) = message.strip_prefix("Invalid user ") {
         let (user, address) = rest.rsplit_once(" from ")?;
-        return event("invalid_user", None, Some(user), ip_port(address)?);
+        return found("invalid_user", None, Some(user), ip_port(address)?);
     }
     if let Some(rest) = message.strip_prefix("Connection closed by ") {
         let (user, address) = user_address(rest, &["authenticating user ", "invalid user "])?;
-        return event("connection_closed", None, user, address);
+        return found("connection_closed", None, user, address);
     }
     if let Some(rest) = message.strip_prefix("Disconnected from ") {
         let prefixes = ["authenticating user ", "invalid user ", "user "];
         let (user, address) = user_address(rest, &prefixes)?;
-        return event("disconnected", None, user, address);
+        return found("disconnected", None, user, address);
     }
     if let Some(rest) = message.strip_prefix("Disconnecting ") {
         let (rest, _) = rest.split_once(": Too many authentication failures")?;
         let prefixes = ["authenticating user ", "invalid user ", "user "];
         let (user, address) = user_address(rest, &prefixes)?;
-        return event("too_many_failures", None, user, address);
+        return found("too_many_failures", None, user, address);
     }
     if let Some(rest) = message.strip_prefix("error: maximum authentication attempts exceeded for ")
     {
         let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
         let (user, address) = rest.rsplit_once(" from ")?;
-        return event("too_many_failures", None, Some(user), ip_port(address)?);
+        return found("too_many_failures", None, Some(user), ip_port(address)?);
     }
     None
+}
+
+fn found<'a>(
+    event: &'static str,
+    method: Option<&'a str>,
+    user: Option<&'a str>,
+    (ip, port): Address<'a>,
+) -> Option<SshdEvent<'a>> {
+    Some(SshdEvent { event, user, ip, port, method })
 }
 
 /// `IP port N…`.
@@ -276,33 +275,27 @@ mod tests {
             e,
             SshdEvent {
                 event: "accepted",
-                user: Some("ann".into()),
-                ip: "192.0.2.7".into(),
+                user: Some("ann"),
+                ip: "192.0.2.7",
                 port: Some(50122),
-                method: Some("publickey".into()),
+                method: Some("publickey"),
             }
         );
         let e = sshd("Failed password for invalid user john smith from 2001:db8::5 port 2222 ssh2")
             .unwrap();
-        assert_eq!(
-            (e.event, e.user.as_deref(), e.ip.as_str()),
-            ("failed", Some("john smith"), "2001:db8::5")
-        );
+        assert_eq!((e.event, e.user, e.ip), ("failed", Some("john smith"), "2001:db8::5"));
         let e = sshd("Failed keyboard-interactive/pam for root from 10.0.0.1 port 1 ssh2").unwrap();
-        assert_eq!(e.method.as_deref(), Some("keyboard-interactive/pam"));
+        assert_eq!(e.method, Some("keyboard-interactive/pam"));
         let e = sshd("Invalid user admin from 203.0.113.9 port 41000").unwrap();
-        assert_eq!((e.event, e.user.as_deref()), ("invalid_user", Some("admin")));
+        assert_eq!((e.event, e.user), ("invalid_user", Some("admin")));
         let e =
             sshd("Connection closed by authenticating user root 203.0.113.9 port 41000 [preauth]")
                 .unwrap();
-        assert_eq!(
-            (e.event, e.user.as_deref(), e.port),
-            ("connection_closed", Some("root"), Some(41000))
-        );
+        assert_eq!((e.event, e.user, e.port), ("connection_closed", Some("root"), Some(41000)));
         let e = sshd("Connection closed by 203.0.113.9 port 41000 [preauth]").unwrap();
         assert_eq!((e.event, e.user), ("connection_closed", None));
         let e = sshd("Disconnected from user ann 192.0.2.7 port 50122").unwrap();
-        assert_eq!((e.event, e.user.as_deref()), ("disconnected", Some("ann")));
+        assert_eq!((e.event, e.user), ("disconnected", Some("ann")));
         assert_eq!(sshd("pam_unix(sshd:session): session opened for user ann"), None);
     }
 }
