@@ -88,7 +88,8 @@ pub struct Cli {
     #[arg(long, default_value = "2s", value_parser = duration::parse, value_name = "DURATION")]
     pub settle: Duration,
 
-    /// The OpenSSH sftp-server log (`-l INFO`): veto cut-off uploads, name the session user
+    /// The OpenSSH sftp-server log (`-l INFO`): veto cut-off uploads, name the session user;
+    /// a file the log does not mention yet waits once, half a second, for its line
     #[arg(long, value_name = "FILE")]
     pub sftp_log: Option<PathBuf>,
 
@@ -127,7 +128,7 @@ pub struct Cli {
     #[arg(long, default_value = "uid", value_parser = parse_owner_from, value_name = "uid|path:N")]
     pub owner_from: OwnerFrom,
 
-    /// Also report deleted uploads as `"kind":"delete"` records
+    /// Also report deleted uploads as `"kind":"delete"` records (inotify mode only)
     #[arg(long)]
     pub deletes: bool,
 
