@@ -46,12 +46,30 @@ impl opsline::Tool for Cli {
 pub enum Command {
     /// One record per usage line (OUT, IN, DENIED, QUEUED, DEQUEUED, UNSUPPORTED) and per
     /// server start, restart, reread and exit
+    ///
+    /// Usage lines give {"kind":"token","event":"out|in|denied|queued|dequeued|unsupported",
+    /// "time","daemon","feature","user","host","licenses","reason"}, checkouts with --snapshots
+    /// also "ip", "ip_confidence" ("unique" or "ambiguous", never certain), "ip_candidates" and
+    /// "pc" {"name","mac"}. Server lines give {"kind":"server","event":"lmgrd_start|vendor_start|
+    /// vendor_restart|vendor_banner|reread|lmgrd_exit|port","daemon","closed_sessions"}.
     Events(LogArgs),
     /// One record per session: the time a (daemon, feature, user, host) held at least one
     /// license, with how it ended
+    ///
+    /// {"kind":"session","daemon","feature","user","host","start","end","seconds","licenses"
+    /// (the most held at once),"checkouts","closed_by"}: closed_by is "in", "shutdown", "inactive",
+    /// "removed", "restart" (the daemon started again; the session ends at its last line before)
+    /// or "open" (still open at the end of the input; "end" is null). Records come as sessions end.
     Sessions(LogArgs),
     /// Connection time (union of intervals), token-hours, sessions, peak concurrent licenses
     /// and denials per user, host or feature, per day, week or month
+    ///
+    /// {"kind":"report","by","period","period_start", the group ("user", "host" or "feature"),
+    /// "connected_seconds","connected_hours" (time with at least one license held: overlapping
+    /// sessions count once),"token_seconds","token_hours" (licenses times time),"sessions" (started
+    /// in the period),"peak_licenses","peak_at" (the most held at once and when first reached),
+    /// "denials","transient_denials" (denials followed by a successful checkout within
+    /// --transient seconds)}. Sessions spanning a period boundary are split at local midnight.
     Report(ReportArgs),
     /// Who holds licenses at the end of the log (or at --at), since when, how many
     Connected(ConnectedArgs),
@@ -216,7 +234,7 @@ pub const EXAMPLES: &[Example] = &[
         command: "log-tail --follow orglabdebug.log | origin-tokens events --state /var/lib/origin-tokens/state.json",
     },
     Example {
-        title: "Append a snapshot of the daemon's connections to the side file",
-        command: "origin-tokens snapshot --log orglabdebug.log --output /var/log/orglab-ss.log",
+        title: "Snapshot the daemon's connections after every checkout, for --snapshots",
+        command: "log-tail --follow orglabdebug.log | origin-tokens snapshot --follow --log orglabdebug.log --output /var/log/orglab-ss.log",
     },
 ];
