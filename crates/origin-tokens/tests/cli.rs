@@ -510,3 +510,25 @@ fn datestamp_lines_carry_their_own_date_and_offset() {
         ]
     );
 }
+
+#[test]
+fn weeks_and_months_join_the_days() {
+    let log = fixture("day.log");
+    for (per, period, start) in [
+        ("week", "2026-W48", "2026-11-23T00:00:00+00:00"),
+        ("month", "2026-11", "2026-11-01T00:00:00+00:00"),
+    ] {
+        let out = run(&["report", "--tz", "UTC", "--per", per, "--user", "erin", &log], None);
+        assert_eq!(
+            pick(
+                &out.records,
+                &["period", "period_start", "user", "connected_seconds", "sessions"]
+            ),
+            vec![
+                json!({"period": period, "period_start": start, "user": "erin", "connected_seconds": 3600,
+                        "sessions": 1})
+            ],
+            "{per}"
+        );
+    }
+}
