@@ -329,18 +329,19 @@ impl<W: Write> Engine<W> {
                     path,
                     Candidate { key, via: Via::CloseWrite, root },
                     now + self.config.settle,
+                    &meta,
                 )?;
             }
         } else if event.mask.contains(EventMask::MOVED_TO) {
             if wanted {
-                self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now)?;
+                self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
             }
         } else if event.mask.contains(EventMask::CREATE)
             && wanted
             && self.is_link_rename(&key, &meta)
         {
             // OpenSSH's plain SFTP rename: link(old, new) + unlink(old) of a closed file.
-            self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now)?;
+            self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
         }
         Ok(())
     }
@@ -481,7 +482,7 @@ impl<W: Write> Engine<W> {
             .and_then(|mtime| SystemTime::now().duration_since(mtime).ok())
             .unwrap_or_default();
         let now = Instant::now();
-        self.offer_at(path, candidate, now + settle.saturating_sub(age))
+        self.offer_at(path, candidate, now + settle.saturating_sub(age), meta)
     }
 
     /// The settle time for files found by `via`. Polling cannot see a remote writer finish,
@@ -493,11 +494,18 @@ impl<W: Write> Engine<W> {
         }
     }
 
-    /// Schedules `path` for judgement at `at`, or judges it now when that is due.
-    fn offer_at(&mut self, path: PathBuf, candidate: Candidate, at: Instant) -> anyhow::Result<()> {
+    /// Schedules `path` for judgement at `at`, or judges it now when that is due (with
+    /// `meta`, just read, instead of looking again).
+    fn offer_at(
+        &mut self,
+        path: PathBuf,
+        candidate: Candidate,
+        at: Instant,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
         if at <= Instant::now() {
             self.pending.remove(&path);
-            self.judge(path, candidate)
+            self.judge(path, candidate, Some(meta.clone()))
         } else {
             self.pending.schedule(path, candidate, at);
             Ok(())
@@ -507,15 +515,22 @@ impl<W: Write> Engine<W> {
     fn judge_due(&mut self, now: Instant) -> anyhow::Result<()> {
         let due = self.pending.take_due(now);
         for (path, candidate) in due {
-            self.judge(path, candidate)?;
+            self.judge(path, candidate, None)?;
         }
         Ok(())
     }
 
     /// Decides on a file whose wait is over: report it, wait again, or drop it.
-    fn judge(&mut self, path: PathBuf, candidate: Candidate) -> anyhow::Result<()> {
+    fn judge(
+        &mut self,
+        path: PathBuf,
+        candidate: Candidate,
+        fresh: Option<Metadata>,
+    ) -> anyhow::Result<()> {
         let waited_for_log = self.log_waited.remove(&path);
-        let Ok(meta) = fs::symlink_metadata(&path) else { return Ok(()) };
+        let Some(meta) = fresh.or_else(|| fs::symlink_metadata(&path).ok()) else {
+            return Ok(());
+        };
         if !meta.is_file() {
             return Ok(());
         }
