@@ -532,3 +532,46 @@ fn weeks_and_months_join_the_days() {
         );
     }
 }
+
+#[test]
+fn a_followed_stream_saves_its_state_when_stopped() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let text = std::fs::read_to_string(fixture("day.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_origin-tokens"))
+        .args(["events", "--tz", "UTC", "--state", state.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in &lines[..32] {
+        writeln!(stdin, "{}", json!({"kind": "line", "line": line})).unwrap();
+    }
+    stdin.flush().unwrap();
+    // The stream stays open, as behind log-tail --follow: wait for erin's checkout to come out.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("\"erin\"") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the stream ended early");
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert!(status.success(), "a stop is a clean end: {status:?}");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(saved.to_string().contains("\"erin\""), "erin's open session is kept: {saved}");
+
+    let rest = lines[32..].join("\n") + "\n";
+    let out = run(
+        &["sessions", "--tz", "UTC", "--state", state.to_str().unwrap()],
+        Some(rest.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(pick(&out.records, SESSION), day_sessions()[7..11].to_vec());
+}
