@@ -7,7 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::connect::Connection;
-use crate::transfer::{Failure, SLICE, hex};
+use crate::transfer::{Failure, SLICE, classify, hex};
 
 /// The remote command. The path arrives on standard input, never inside the command line, so
 /// no file name is ever parsed by the server's shell.
@@ -16,7 +16,17 @@ const HASH_COMMAND: &str = "IFS= read -r p && exec sha256sum -- \"$p\"";
 /// SHA-256 of the remote file `path`, lower-case hex.
 pub fn remote_sha256(conn: &mut Connection, path: &str) -> Result<String, Failure> {
     if conn.exec_hash != Some(false) && !path.contains('\n') {
-        match exec_sha256(conn, path) {
+        // A shell may start elsewhere than SFTP does (sftp-server -d): name the file absolutely.
+        let absolute = match path.starts_with('/') {
+            true => path.to_owned(),
+            false => conn
+                .sftp
+                .realpath(Path::new(path))
+                .map_err(|e| classify(&format!("realpath {path}"), &e))?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        match exec_sha256(conn, &absolute) {
             Ok(hash) => {
                 conn.exec_hash = Some(true);
                 return Ok(hash);

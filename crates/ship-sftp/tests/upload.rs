@@ -291,3 +291,23 @@ fn a_large_file_goes_over_several_sessions_in_ranges() {
     assert_eq!(opens, 2, "two ranges, two sessions: {log}");
     assert_eq!(log.matches("session opened").count(), 2, "{log}");
 }
+
+#[test]
+fn a_relative_folder_is_the_sftp_start_folder_even_for_the_hash() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("rel.bin"), 300_000, 8);
+    let mut command = ship(&sshd, SshAccount::Shell, "nightly/db");
+    command.args(["--verify", "sha256"]).arg(&file);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["remote"], "nightly/db/rel.bin");
+    assert_eq!(records[0]["sftp"]["sha256"], sha256(&file));
+    let arrived = sshd.upload_dir(SshAccount::Shell).join("nightly/db/rel.bin");
+    assert_eq!(fs::read(arrived).unwrap(), fs::read(&file).unwrap());
+    let log = sshd.wait_for_sftp_log("rename old", Duration::from_secs(5)).unwrap();
+    assert!(
+        log.contains("bytes read 0 written 300000"),
+        "hashed by sha256sum, not read back: {log}"
+    );
+}
