@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub struct ConnectArgs {
     /// TOML file with any of: url, host, port, user, dir, identity, passphrase_file,
     /// password_file, known_hosts, accept_new, connect_timeout, timeout, keepalive, transfers,
-    /// bwlimit, retries, retry_delay (options and TARGET win over it)
+    /// bwlimit, retries, retry_delay, verify (options and TARGET win over it)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
