@@ -17,7 +17,7 @@ fn unknown_host_refused_then_accepted_then_changed_key_refused() {
     fs::create_dir_all(known.parent().unwrap()).unwrap();
     // A comment, a line libssh2 cannot parse and another host's entry: all must survive, and
     // the bad line must not switch checking off.
-    let before = "# keep me\n@cert-authority *.example.org ssh-ed25519 AAAA\nother.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs9cpufQm5mLSYLz+1rE0c4Trpvj0YIUCrRQ978i/Dq\n";
+    let before = "# keep me\ngarbage line here\n@cert-authority *.example.org ssh-ed25519 AAAA\nother.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs9cpufQm5mLSYLz+1rE0c4Trpvj0YIUCrRQ978i/Dq\n";
     fs::write(&known, before).unwrap();
     let dir = sshd.remote_dir(SshAccount::Shell);
     let attempt = |sshd: &Sshd, extra: &[&str]| {
@@ -32,6 +32,7 @@ fn unknown_host_refused_then_accepted_then_changed_key_refused() {
     let fingerprint = sshd.host_key_fingerprint().unwrap();
     assert!(stderr.contains(&fingerprint), "fingerprint shown: {stderr}");
     assert!(stderr.contains("--accept-new") && stderr.contains("ssh-keyscan"), "{stderr}");
+    assert!(stderr.contains("line=2") && stderr.contains("cannot be read"), "warned: {stderr}");
     assert!(records.iter().all(|r| r.get("error").is_some()), "{records:?}");
     assert!(!sshd.upload_dir(SshAccount::Shell).join("a.bin").exists());
     assert_eq!(fs::read_to_string(&known).unwrap(), before);
