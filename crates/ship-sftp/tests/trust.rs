@@ -6,7 +6,7 @@ use std::fs;
 use std::process::Command;
 
 use common::*;
-use opsline_testkit::sshd::{SshAccount, Sshd};
+use opsline_testkit::sshd::{SshAccount, Sshd, SshdOptions};
 
 #[test]
 fn unknown_host_refused_then_accepted_then_changed_key_refused() {
@@ -161,4 +161,51 @@ fn every_identity_of_the_agent_is_tried() {
     agent.wait().unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert!(sshd.upload_dir(SshAccount::Shell).join("agent.bin").exists());
+}
+
+/// The password the test kit's other users of password logins set too (the accounts are shared).
+const PASSWORD: &str = "Opsline-test-1";
+
+#[test]
+fn password_from_a_file_or_the_environment() {
+    let sshd = Sshd::start_with(SshdOptions { password: Some(PASSWORD.into()) }).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("pw.bin"), 10, 1);
+    let secret = local.path().join("password");
+    fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let without_key = || {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--host", "127.0.0.1", "--port", &sshd.port().to_string()])
+            .args([
+                "--user",
+                SshAccount::Shell.name(),
+                "--dir",
+                &sshd.remote_dir(SshAccount::Shell),
+            ])
+            .arg("--known-hosts")
+            .arg(sshd.known_hosts_path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SHIP_SFTP_PASSWORD")
+            .arg(&file);
+        command
+    };
+
+    let mut command = without_key();
+    command.arg("--password-file").arg(&secret);
+    let (code, _, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+
+    let mut command = without_key();
+    command.env("SHIP_SFTP_PASSWORD", PASSWORD).arg("--overwrite");
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["skipped"], true);
+
+    let mut command = without_key();
+    command.env("SHIP_SFTP_PASSWORD", "wrong");
+    let (code, _, stderr) = run(command);
+    assert_eq!(code, 77, "{stderr}");
+    assert!(stderr.contains("password:") && !stderr.contains("wrong"), "{stderr}");
 }
