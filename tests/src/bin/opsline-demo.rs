@@ -30,7 +30,7 @@ const WORKFLOWS: &[Workflow] = &[
         run: |lab| backup::run(lab).map(|s| (s.to_string(), s.problems())),
     },
     Workflow {
-        title: "2b. Nightly backup, a night the dump is stale",
+        title: "2b. Nightly backup, the same pipeline on a night the dump is stale",
         commands: &[],
         run: |lab| backup::run_stale(lab).map(|s| (s.to_string(), s.problems())),
     },
