@@ -462,3 +462,35 @@ fn the_inotify_watch_limit_is_named_at_start_and_survived_later() {
     assert_eq!(path_of(&record), canonical(&tree.path().join("e/late.mp4")));
     assert_eq!(record["via"], "scan");
 }
+
+#[test]
+fn a_corrupt_state_file_is_refused_until_reset() {
+    let tree = dir();
+    let state = tree.path().join("s.json");
+    let up = tree.path().join("up");
+    fs::create_dir(&up).unwrap();
+    upload(&up.join("a.mp4"), b"a");
+    fs::write(&state, b"{not json").unwrap();
+    let once = |extra: &str| {
+        let mut args = vec![
+            "--once",
+            "--settle",
+            "0",
+            "--state",
+            state.to_str().unwrap(),
+            up.to_str().unwrap(),
+        ];
+        if !extra.is_empty() {
+            args.insert(0, extra);
+        }
+        common::Watcher::spawn(&args).finish()
+    };
+    let (status, records, stderr) = once("");
+    assert_eq!(status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("--reset"), "{stderr}");
+    assert!(records.is_empty());
+    let (status, records, _) = once("--reset");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(records.len(), 1);
+    assert_eq!(path_of(&records[0]), canonical(&up.join("a.mp4")));
+}
