@@ -222,6 +222,10 @@ pub struct Engine {
     last_epoch: Option<i64>,
     enricher: Option<Enricher>,
     key_buf: Vec<u8>,
+    /// Emptied checkout lists of ended sessions, reused so that a session costs no allocation.
+    spare: Vec<Vec<(i64, u32)>>,
+    /// The daemon of the previous line as written, and its index in `daemons`.
+    last_daemon: (Vec<u8>, usize),
     /// Counts for the summary.
     pub stats: Stats,
     source: String,
@@ -247,6 +251,8 @@ impl Engine {
             last_epoch: None,
             enricher,
             key_buf: Vec::with_capacity(256),
+            spare: Vec::new(),
+            last_daemon: (Vec::new(), usize::MAX),
             stats: Stats::default(),
             source: String::new(),
             line_no: 0,
@@ -386,10 +392,22 @@ impl Engine {
     }
 
     fn seen(&mut self, daemon: &[u8], t: i64) {
-        match self.daemons.iter_mut().find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(daemon)) {
-            Some(entry) => entry.1 = entry.1.max(t),
-            None => self.daemons.push((String::from_utf8_lossy(daemon).to_ascii_lowercase(), t)),
-        }
+        let index = if self.last_daemon.1 < self.daemons.len() && self.last_daemon.0 == daemon {
+            self.last_daemon.1
+        } else {
+            let found =
+                self.daemons.iter().position(|(d, _)| d.as_bytes().eq_ignore_ascii_case(daemon));
+            let index = found.unwrap_or_else(|| {
+                self.daemons.push((String::from_utf8_lossy(daemon).to_ascii_lowercase(), t));
+                self.daemons.len() - 1
+            });
+            self.last_daemon.0.clear();
+            self.last_daemon.0.extend_from_slice(daemon);
+            self.last_daemon.1 = index;
+            index
+        };
+        let entry = &mut self.daemons[index].1;
+        *entry = (*entry).max(t);
     }
 
     /// The last time `daemon` wrote a line before `t` (a crash leaves no IN lines: its
@@ -549,9 +567,10 @@ impl Engine {
         let idx = id as usize;
         let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
         let started = self.open[idx].is_none();
+        let spare = &mut self.spare;
         let session = self.open[idx].get_or_insert_with(|| OpenSession {
             start: t,
-            checkouts: Vec::new(),
+            checkouts: spare.pop().unwrap_or_default(),
             max_licenses: 0,
             outs: 0,
             ip: ip.clone(),
@@ -590,7 +609,7 @@ impl Engine {
             ip: None,
         };
         sink.usage(t, &event)?;
-        let Some(session) = self.open[idx].as_mut() else {
+        let Some(session) = self.open[idx].as_mut().filter(|s| !s.checkouts.is_empty()) else {
             self.stats.unmatched_in += 1;
             return Ok(());
         };
@@ -605,8 +624,18 @@ impl Engine {
             let closed =
                 ClosedSession { key, session: &session, end: Some(t), until: t, closed_by };
             sink.session(&closed)?;
+            self.recycle(session);
         }
         Ok(())
+    }
+
+    fn recycle(&mut self, session: OpenSession) {
+        const SPARE: usize = 4096;
+        if self.spare.len() < SPARE {
+            let mut checkouts = session.checkouts;
+            checkouts.clear();
+            self.spare.push(checkouts);
+        }
     }
 
     /// Closes the sessions of `daemon` (every daemon for `None`) at the last line the daemon
@@ -628,6 +657,7 @@ impl Engine {
             let end = self.last_seen(&key.daemon, t);
             if let Some(session) = self.open[idx].take() {
                 self.close(idx, &session, end.max(session.start), "restart", Some(end), sink)?;
+                self.recycle(session);
                 closed += 1;
             }
         }
@@ -726,6 +756,7 @@ impl Engine {
         self.last_epoch = saved.last_epoch;
         self.port = self.port.or(saved.port);
         self.daemons = saved.daemons;
+        self.last_daemon = (Vec::new(), usize::MAX);
         for (mut info, session) in saved.open {
             info.selected = (self.users.is_empty() || self.users.contains(&info.user))
                 && (self.features.is_empty() || self.features.contains(&info.feature));

@@ -2,7 +2,7 @@
 //! standard input, and `kind: "line"` records from `log-tail` on either.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
@@ -17,18 +17,34 @@ const BUFFER: usize = 1 << 20;
 /// How far into a file to look for its first date when ordering files.
 const ORDER_SCAN_LINES: usize = 200_000;
 
-/// Opens a log file, decompressing it when it starts with the gzip magic bytes.
+/// Opens a log file, decompressing it when it starts with the gzip magic bytes. A plain file
+/// is read directly: [`feed`] does its own buffering.
 pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
-    let file =
+    let mut file =
         File::open(path).with_code(Code::NoInput, || format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(BUFFER, file);
-    let head =
-        reader.fill_buf().with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(MultiGzDecoder::new(reader)))
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut file, &mut magic)
+        .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
+    file.seek(SeekFrom::Start(0))
+        .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
+    if magic[..n] == [0x1f, 0x8b] {
+        Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file))))
     } else {
-        Ok(Box::new(reader))
+        Ok(Box::new(file))
     }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The files in the order of the first date each states; files with no date in their first
