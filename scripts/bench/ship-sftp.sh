@@ -35,14 +35,20 @@ SHIP=$PWD/target/release/ship-sftp
 WORK=$(mktemp -d /tmp/ship-sftp-bench.XXXXXX)
 chmod 755 "$WORK"
 SSHD_PID=
+CREATED_USER=
 cleanup() {
   if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; fi
+  # Every client has finished by now, so no session of the account is left.
+  if [ -n "$CREATED_USER" ]; then userdel "$USER_NAME" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # --- the server -------------------------------------------------------------------------------
-id "$USER_NAME" >/dev/null 2>&1 || useradd -M -U -d /nonexistent -s /bin/sh "$USER_NAME"
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+  useradd -M -U -d /nonexistent -s /bin/sh "$USER_NAME"
+  CREATED_USER=1
+fi
 usermod -p '*' "$USER_NAME"
 mkdir -p /run/sshd "$WORK/srv"
 chown "$USER_NAME:" "$WORK/srv"
