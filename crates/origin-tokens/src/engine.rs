@@ -265,24 +265,9 @@ impl Engine {
         self.line_no = 0;
     }
 
-    /// The vendor daemon's port, once the log announced it.
-    pub fn port(&self) -> Option<u16> {
-        self.port
-    }
-
     /// The time of the last dated line.
     pub fn last_epoch(&self) -> Option<i64> {
         self.last_epoch
-    }
-
-    /// The zone clock.
-    pub fn clock(&self) -> &DayClock {
-        &self.clock
-    }
-
-    /// Every key seen so far.
-    pub fn keys(&self) -> &[KeyInfo] {
-        &self.keys
     }
 
     /// The sessions open now, ordered by start.

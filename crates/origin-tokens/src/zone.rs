@@ -107,11 +107,6 @@ impl DayClock {
         DayClock { zone, day: None }
     }
 
-    /// The zone.
-    pub fn zone(&self) -> Zone {
-        self.zone
-    }
-
     /// Unix seconds of `secs` after midnight of `date`, wall-clock in the zone.
     pub fn epoch(&mut self, date: NaiveDate, secs: u32) -> i64 {
         let base = match self.day {
