@@ -122,7 +122,8 @@ pub struct LogArgs {
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
-    /// ISC dhcpd.conf or dhcpd.leases files: addresses get the PC's name and MAC
+    /// ISC dhcpd.conf or dhcpd.leases files: addresses get the PC's name and MAC (put -- or
+    /// another option between the list and the logs)
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub dhcpd: Vec<PathBuf>,
 
@@ -227,7 +228,7 @@ pub const EXAMPLES: &[Example] = &[
     },
     Example {
         title: "Who holds a license now, with the PC it was checked out from",
-        command: "origin-tokens connected --snapshots /var/log/orglab-ss.log --dhcpd /etc/dhcp/dhcpd.conf orglabdebug.log",
+        command: "origin-tokens connected --snapshots /var/log/orglab-ss.log --dhcpd /etc/dhcp/dhcpd.conf /var/lib/dhcp/dhcpd.leases -- orglabdebug.log",
     },
     Example {
         title: "Live events from a followed log, keeping the running date between runs",
