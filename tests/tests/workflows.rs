@@ -13,14 +13,13 @@ fn lab() -> Lab {
 }
 
 #[test]
-fn video_uploads_mail_each_uploader_the_result_with_the_thumbnail() {
+fn video_uploads_mail_the_uploader_the_thumbnail_and_the_admin_failures() {
     let lab = lab();
     let s = video::run(&lab).unwrap();
     assert_eq!(s.problems(), Vec::<String>::new(), "{s}");
 
     assert_eq!(s.mails.len(), 2, "{:#?}", s.mails);
     for mail in &s.mails {
-        assert_eq!(mail.recipients, [video::UPLOADER_EMAIL], "{mail}");
         assert_eq!(mail.from, "Videos <videos@example.org>");
     }
     let ready = s
@@ -29,6 +28,7 @@ fn video_uploads_mail_each_uploader_the_result_with_the_thumbnail() {
         .find(|m| m.subject.contains(video::GOOD_NAME))
         .expect("a mail for the good upload");
     assert!(!ready.subject.contains("error"), "{ready}");
+    assert_eq!(ready.recipients, [video::UPLOADER_EMAIL], "{ready}");
     let [thumbnail] = ready.attachments.as_slice() else { panic!("one attachment: {ready}") };
     assert_eq!(thumbnail.filename, "holiday.png");
     assert_eq!(thumbnail.content_type, "image/png");
@@ -43,6 +43,7 @@ fn video_uploads_mail_each_uploader_the_result_with_the_thumbnail() {
         .find(|m| m.subject.contains(video::BROKEN_NAME))
         .expect("a mail for the broken upload");
     assert!(failed.subject.starts_with("[error]"), "{failed}");
+    assert_eq!(failed.recipients, [video::ADMIN_EMAIL], "failures go to the admin: {failed}");
     assert!(failed.attachments.is_empty(), "no thumbnail for a broken upload: {failed}");
 
     assert_eq!(s.converted_format, "flv");

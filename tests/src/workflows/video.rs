@@ -1,6 +1,6 @@
 //! Workflow 1, video uploads: a user uploads a video with the real `sftp` client into their
 //! chrooted SFTP folder; `watch-uploads | convert-video | notify` converts it to FLV and mails
-//! the uploader with the thumbnail. A broken upload gets a mail saying why.
+//! the uploader with the thumbnail. A broken upload mails the admin, saying why.
 
 use std::fmt;
 use std::fs;
@@ -21,7 +21,11 @@ use crate::workflows::text;
 /// The pipeline, as a site runs it (under `watch-uploads@.service`).
 pub const COMMAND: &str = "watch-uploads --users \"$USERS\" --sftp-log \"$SFTP_LOG\" --settle 1s \"$UPLOADS\" \
 | convert-video --to flv \
-| notify --smtp \"$SMTP_URL\" --from 'Videos <videos@example.org>' --to-field user.email --attach-field video.thumbnail";
+| notify --smtp \"$SMTP_URL\" --from 'Videos <videos@example.org>' --to-field user.email --attach-field video.thumbnail --when 'not error' \
+| notify --smtp \"$SMTP_URL\" --from 'Videos <videos@example.org>' --to admin@example.org --when error";
+
+/// Where failures go.
+pub const ADMIN_EMAIL: &str = "admin@example.org";
 
 /// The uploader's address in the users file.
 pub const UPLOADER_EMAIL: &str = "jamie@example.org";
@@ -139,15 +143,22 @@ fn container_of(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 impl VideoSummary {
-    /// What differs from the workflow's promise: the uploader got a mail per upload, the
-    /// converted one with its thumbnail, and the FLV exists.
+    /// What differs from the workflow's promise: the uploader got a mail about the converted
+    /// upload with its thumbnail, the admin one about the broken upload, and the FLV exists.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.mails.len() != 2 {
             problems.push(format!("{} mails arrived, expected 2", self.mails.len()));
         }
-        if let Some(mail) = self.mails.iter().find(|m| m.recipients != [UPLOADER_EMAIL]) {
-            problems.push(format!("a mail went to {:?}, not the uploader", mail.recipients));
+        for mail in &self.mails {
+            let expected =
+                if mail.subject.contains(BROKEN_NAME) { ADMIN_EMAIL } else { UPLOADER_EMAIL };
+            if mail.recipients != [expected] {
+                problems.push(format!(
+                    "the mail {:?} went to {:?}, not {expected}",
+                    mail.subject, mail.recipients
+                ));
+            }
         }
         let thumbnail_attached = self.mails.iter().any(|m| {
             m.subject.contains(GOOD_NAME)
