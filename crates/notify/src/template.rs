@@ -251,9 +251,9 @@ fn summary(value: Value) -> String {
     let field =
         |name: &str| value.get_attr(name).ok().filter(|v| !v.is_undefined() && !v.is_none());
     let mut line = field("kind").map(|k| text_of(&k)).unwrap_or_else(|| "record".to_owned());
-    if let Some(path) = field("path") {
+    if let Some(name) = field("path").or_else(|| remote_name(&value)) {
         line.push(' ');
-        line.push_str(&text_of(&path));
+        line.push_str(&text_of(&name));
     }
     if let Some(error) = field("error") {
         let tool = error.get_attr("tool").map(|t| text_of(&t)).unwrap_or_default();
@@ -263,6 +263,15 @@ fn summary(value: Value) -> String {
         line.push_str(&format!(": {warning}"));
     }
     line
+}
+
+/// The server-side name a tool gave a file that has no local `path` (ship-sftp's pruned
+/// records name the deleted archive as `sftp.remote`).
+fn remote_name(value: &Value) -> Option<Value> {
+    value.try_iter().ok()?.find_map(|key| {
+        let remote = value.get_item(&key).ok()?.get_attr("remote").ok()?;
+        (!remote.is_undefined() && !remote.is_none()).then_some(remote)
+    })
 }
 
 fn as_f64(value: &Value) -> Option<f64> {
@@ -329,6 +338,18 @@ mod tests {
 
     fn texts(user: UserTemplates, value: serde_json::Value) -> Texts {
         Templates::new(user, false).unwrap().render(&record_context(&record(value))).unwrap()
+    }
+
+    #[test]
+    fn summaries_name_remote_files_that_have_no_path() {
+        let pruned = Value::from_serialize(
+            json!({"kind": "pruned", "sftp": {"host": "h", "remote": "/b/20261014.tgz"}}),
+        );
+        assert_eq!(summary(pruned), "pruned /b/20261014.tgz");
+        let shipped = Value::from_serialize(
+            json!({"kind": "shipped", "path": "/l/a.tgz", "sftp": {"remote": "/b/a.tgz"}}),
+        );
+        assert_eq!(summary(shipped), "shipped /l/a.tgz");
     }
 
     #[test]
