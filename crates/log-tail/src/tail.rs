@@ -461,7 +461,13 @@ impl Tailer {
             flags
         };
         for (mut source, finish) in sources.into_iter().zip(data_after) {
+            let first = !session.core.state.files.contains_key(&self.key);
             session.core.set_position(&self.key, source.position(source.start));
+            if first {
+                // Saved before reading: a first run killed half-way must leave the file it
+                // started on, or the next run would start on whatever the log is by then.
+                session.core.save()?;
+            }
             if source.path != self.log {
                 info!("reading {} from offset {}", source.path.display(), source.start);
             }
