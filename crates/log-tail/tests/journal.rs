@@ -156,3 +156,44 @@ fn a_missing_journal_folder_is_missing_input() {
     let run = common::run(home.path(), &[&"--journal", &"--directory", &gone, &"--state", &state]);
     assert_eq!(run.code, Some(66), "{}", run.stderr);
 }
+
+#[test]
+fn journal_follow_prints_new_entries_and_saves_the_cursor_on_sigterm() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let home = tempfile::tempdir().unwrap();
+    let journal = home.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let state = home.path().join("state.json");
+    write_journal(&journal, 0, &logins(100));
+    let mut child = common::command(
+        home.path(),
+        &[&"--journal", &"--follow", &"--directory", &journal, &"--state", &state],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let record: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                seen.lock().unwrap().push(record["syslog"]["pid"].as_u64().unwrap());
+            }
+        })
+    };
+    let count =
+        |n: usize| common::wait_for(Duration::from_secs(20), || seen.lock().unwrap().len() >= n);
+    assert!(count(4), "first entries: {:?}", seen.lock().unwrap());
+    write_journal(&journal, 10, &logins(200));
+    assert!(count(8), "followed entries: {:?}", seen.lock().unwrap());
+    common::terminate(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    reader.join().unwrap();
+    assert_eq!(*seen.lock().unwrap(), [100, 101, 102, 103, 200, 201, 202, 203]);
+    assert!(tail(home.path(), &journal, &state, &[]).records.is_empty(), "cursor saved on SIGTERM");
+}
