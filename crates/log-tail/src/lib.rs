@@ -42,9 +42,11 @@ at the beginning of the file, or at its end with --from-end.\n\n\
 Rotation is followed whether log-tail was running or not. After rename + create (logrotate's \
 default) the rotated file is found by inode among FILE.1, FILE-YYYYMMDD and --rotated-glob, its \
 unread rest is read first (through gzip when it was compressed), then every newer rotated file, then \
-the new FILE from its start; nothing is read twice. A file that shrank below the saved offset or \
-whose first bytes changed (copytruncate) is read again from its start, with a warning that lines \
-written between the copy and the truncation may be missing. A file that disappeared keeps its \
+the new FILE from its start; nothing is read twice. Lines read from a rotated file name it in \
+\"rotated\". A file that shrank below the saved offset or \
+whose first bytes changed (copytruncate) is read again from its start, after the unread rest of its \
+copy when a rotated file starts with the same bytes, with a warning that lines written between the \
+copy and the truncation may be missing. A file that disappeared keeps its \
 position until it returns.\n\n\
 A last line without a newline is held back until it is complete, or until the file has been \
 rotated away and the writer has moved on to the new file. Lines that are not UTF-8 are converted \
