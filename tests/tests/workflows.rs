@@ -94,6 +94,15 @@ fn nightly_backup_ships_the_archive_prunes_old_ones_and_sends_a_recap() {
     assert_eq!(log.sha256, sha256_hex(s.run_log.as_bytes()), "the attachment is the run's log");
     let shipped = backup::archive_name(0);
     assert!(s.mail.text.contains(&shipped), "the recap names {shipped}: {}", s.mail.text);
+    assert!(s.run_log.contains("shipped to 127.0.0.1"), "{}", s.run_log);
+    for old in [backup::archive_name(40), backup::archive_name(31)] {
+        assert!(
+            s.run_log.contains("pruned ") && s.run_log.contains(&old),
+            "the log names {old}: {}",
+            s.run_log
+        );
+        assert!(s.mail.text.contains(&old), "the recap names the pruned {old}: {}", s.mail.text);
+    }
 
     let [post] = s.mattermost.as_slice() else { panic!("one Mattermost post: {:?}", s.mattermost) };
     let post = text(post, "text");

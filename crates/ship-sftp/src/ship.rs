@@ -172,6 +172,7 @@ fn report(
     match done.outcome {
         Outcome::Shipped(shipped) => {
             tally.shipped += 1;
+            log_shipped(&plan.settings, &shipped);
             record.set_kind("shipped");
             record.insert("sftp", sftp_field(&plan.settings, &shipped));
         }
@@ -188,6 +189,22 @@ fn report(
     }
     out.write(&record)?;
     Ok(())
+}
+
+/// One line on stderr per file at -v, so the run's log (the nightly recap attaches it) says
+/// what went where.
+fn log_shipped(settings: &Settings, shipped: &Shipped) {
+    let host = settings.connect.target.display_host();
+    if shipped.skipped {
+        tracing::info!(bytes = shipped.bytes, "already on {host}, skipped: {}", shipped.remote);
+    } else {
+        tracing::info!(
+            bytes = shipped.bytes,
+            seconds = format!("{:.2}", shipped.seconds),
+            "shipped to {host}: {}",
+            shipped.remote
+        );
+    }
 }
 
 /// The record's `sftp` object.
@@ -263,10 +280,12 @@ fn prune_remote(
     for (file, age) in doomed {
         let remote = crate::transfer::remote_join(dir, &file.name);
         let mut record = pruned_record(settings, &remote, &file, &age, retention.dry_run);
-        if !retention.dry_run
-            && let Err(e) = conn.sftp.unlink(Path::new(&remote))
-        {
+        if retention.dry_run {
+            tracing::info!("would prune {remote}");
+        } else if let Err(e) = conn.sftp.unlink(Path::new(&remote)) {
             record.set_error(TOOL, format!("cannot delete {remote}: {e}"));
+        } else {
+            tracing::info!("pruned {remote}");
         }
         out.write(&record)?;
     }
