@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use memchr::{memchr, memrchr};
 
 /// Bytes read per system call.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 4 << 20;
 
 /// Receives what [`LineReader::read`] finds.
 pub trait LineSink {
