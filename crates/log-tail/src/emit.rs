@@ -98,12 +98,8 @@ impl Emitter {
     pub fn block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
         let encoder = &mut self.encoder;
         encoder.stamp();
-        if encoder.format == Format::Raw
-            && encoder.filter.is_empty()
-            && data.len() <= encoder.max_line
-        {
-            self.out.write_line(data.strip_suffix(b"\n").unwrap_or(data))?;
-            return self.flushed();
+        if encoder.format == Format::Raw && encoder.filter.is_empty() {
+            return self.raw_block(origin, data, offset);
         }
         let [first, second] = &mut self.buffers;
         let half = data.len() / 2;
@@ -127,6 +123,35 @@ impl Emitter {
         self.out.sink().write_all(second)?;
         first.clear();
         second.clear();
+        self.flushed()
+    }
+
+    /// Bare lines without a filter: copied through in pieces of at most `--max-line` bytes
+    /// (whole lines, so none of them needs cutting); a longer line goes through the encoder.
+    fn raw_block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
+        let max_line = self.encoder.max_line;
+        let mut rest = data;
+        let mut at = offset;
+        while !rest.is_empty() {
+            let piece = if rest.len() <= max_line {
+                rest.len()
+            } else {
+                memchr::memrchr(b'\n', &rest[..=max_line]).map_or(0, |i| i + 1)
+            };
+            let piece = if piece > 0 {
+                self.out.write_line(rest[..piece].strip_suffix(b"\n").unwrap_or(&rest[..piece]))?;
+                piece
+            } else {
+                let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                let buffer = &mut self.buffers[0];
+                self.encoder.block(origin, &rest[..end], at, buffer)?;
+                self.out.sink().write_all(buffer)?;
+                buffer.clear();
+                end
+            };
+            rest = &rest[piece..];
+            at += piece as u64;
+        }
         self.flushed()
     }
 

@@ -17,6 +17,11 @@ pub trait LineSink {
     fn long_line(&mut self, prefix: &[u8], offset: u64) -> anyhow::Result<()>;
     /// Everything before `offset` has been handed over (a moment to save the position).
     fn consumed(&mut self, offset: u64) -> anyhow::Result<()>;
+    /// Asked after each read: false when the file was truncated meanwhile (its first bytes
+    /// changed), so the bytes just read may belong to the new content and are dropped.
+    fn unchanged(&mut self) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// A reusable line splitter. Memory stays at about one chunk plus `max_line` whatever the
@@ -75,6 +80,9 @@ impl LineReader {
             let n = read_some(src, &mut self.buf[hi..])?;
             if n == 0 {
                 break;
+            }
+            if !sink.unchanged()? {
+                return Ok(long_start.unwrap_or(base));
             }
             if let Some(line_start) = long_start {
                 match memchr(b'\n', &self.buf[hi..hi + n]) {

@@ -281,6 +281,12 @@ impl Tailer {
             if meta.len() < pos.offset || !pos.fingerprint.matches(&source.head) {
                 source.start = 0;
                 let (mut sources, complete) = self.copy_of(&pos);
+                let still =
+                    self.stat()?.is_some_and(|m| (m.dev(), m.ino()) == (pos.dev, pos.inode));
+                if !still {
+                    // Rotated while its copy was being looked for: the order is unknown.
+                    return Ok(Plan::Moving);
+                }
                 warn!(
                     "{} was truncated or replaced (copytruncate?); {}reading it again from the \
                      start: lines written between the copy and the truncation may be missing",
@@ -471,8 +477,8 @@ impl Tailer {
             if source.path != self.log {
                 info!("reading {} from offset {}", source.path.display(), source.start);
             }
-            self.read_one(session, &mut source, finish)?;
-            if !finish {
+            let truncated = self.read_one(session, &mut source, finish)?;
+            if truncated || !finish {
                 if !source.gz {
                     self.open =
                         Some(Held { file: source.file, dev: source.dev, inode: source.inode });
@@ -483,24 +489,40 @@ impl Tailer {
         Ok(())
     }
 
+    /// Reads one file; true when it was truncated during the read (reading stops there).
     fn read_one(
         &self,
         session: &mut Session,
         source: &mut Source,
         finish: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let origin = Origin::new(&self.key, &source.path.to_string_lossy(), source.inode);
         let message = format!("cannot read {}", source.path.display());
         let what = || message.clone();
         let start = source.start;
+        let check = match source.gz {
+            true => None,
+            false => {
+                Some((source.file.try_clone().with_code(Code::IoErr, what)?, source.head.clone()))
+            }
+        };
         let mut stream = source.stream().with_code(Code::IoErr, what)?;
-        let mut sink = Checkpoints { core: &mut session.core, key: &self.key, origin: &origin };
+        let mut sink = Checkpoints {
+            core: &mut session.core,
+            key: &self.key,
+            origin: &origin,
+            check,
+            changed: false,
+        };
         let read = session.reader.read(&mut stream, start, finish, &mut sink);
+        let changed = sink.changed;
         drop(stream);
         let end = read.with_code(Code::IoErr, what)?;
-        source.refresh_head().with_code(Code::IoErr, what)?;
+        if !changed {
+            source.refresh_head().with_code(Code::IoErr, what)?;
+        }
         session.core.set_position(&self.key, source.position(end));
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -540,6 +562,9 @@ struct Checkpoints<'a> {
     core: &'a mut Core,
     key: &'a str,
     origin: &'a Origin,
+    /// A plain file and its first bytes, to notice a truncation during the read.
+    check: Option<(File, Vec<u8>)>,
+    changed: bool,
 }
 
 impl LineSink for Checkpoints<'_> {
@@ -559,6 +584,14 @@ impl LineSink for Checkpoints<'_> {
             self.core.dirty = true;
         }
         self.core.maybe_save()
+    }
+
+    fn unchanged(&mut self) -> anyhow::Result<bool> {
+        let Some((file, head)) = &self.check else { return Ok(true) };
+        let now = rotation::head(file, false)?;
+        let same = now.get(..head.len()) == Some(head.as_slice());
+        self.changed |= !same;
+        Ok(same)
     }
 }
 
