@@ -180,8 +180,10 @@ pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
     let flush = if cli.follow { Flush::EachRecord } else { Flush::Buffered };
     let out =
         RecordWriter::stdout(ctx.tool, flush).code(Code::IoErr, "cannot use standard output")?;
+    let copy_only = cli.format == Format::Raw && filter.is_empty();
+    let chunk = if copy_only { reader::COPY_CHUNK } else { reader::CHUNK };
     let emitter = Emitter::new(out, cli.format, filter, &cli.parse, cli.max_line, cli.follow);
-    let session = Session::new(emitter, statefile, state, cli.max_line);
+    let session = Session::new(emitter, statefile, state, chunk, cli.max_line);
     if cli.journal {
         return journal::run(&cli, session, ctx);
     }

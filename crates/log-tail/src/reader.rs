@@ -5,8 +5,12 @@ use std::io::{self, Read};
 
 use memchr::{memchr, memrchr};
 
-/// Bytes read per system call.
-const CHUNK: usize = 4 << 20;
+/// Bytes read per system call: large blocks let two threads share the encoding.
+pub const CHUNK: usize = 4 << 20;
+
+/// Bytes read per system call when lines are only copied through: small enough to stay in
+/// the CPU cache between the read and the write.
+pub const COPY_CHUNK: usize = 1 << 20;
 
 /// Receives what [`LineReader::read`] finds.
 pub trait LineSink {
@@ -29,14 +33,15 @@ pub trait LineSink {
 #[derive(Debug)]
 pub struct LineReader {
     buf: Vec<u8>,
+    chunk: usize,
     max_line: usize,
     long: Vec<u8>,
 }
 
 impl LineReader {
-    /// A splitter that cuts lines longer than `max_line` bytes.
-    pub fn new(max_line: usize) -> Self {
-        LineReader { buf: Vec::new(), max_line, long: Vec::new() }
+    /// A splitter that reads `chunk` bytes at a time and cuts lines longer than `max_line`.
+    pub fn new(chunk: usize, max_line: usize) -> Self {
+        LineReader { buf: Vec::new(), chunk, max_line, long: Vec::new() }
     }
 
     /// Reads `src` (positioned at file offset `start`) to its end and hands over every complete
@@ -49,8 +54,8 @@ impl LineReader {
         finish: bool,
         sink: &mut dyn LineSink,
     ) -> anyhow::Result<u64> {
-        if self.buf.len() < CHUNK {
-            self.buf = vec![0; CHUNK];
+        if self.buf.len() < self.chunk {
+            self.buf = vec![0; self.chunk];
         }
         let mut lo = 0;
         let mut hi = 0;
@@ -176,7 +181,8 @@ mod tests {
 
     fn read(data: &[u8], max_line: usize, finish: bool) -> (Vec<(Vec<u8>, u64, bool)>, u64) {
         let mut sink = Collect::default();
-        let end = LineReader::new(max_line).read(&mut &data[..], 10, finish, &mut sink).unwrap();
+        let end =
+            LineReader::new(CHUNK, max_line).read(&mut &data[..], 10, finish, &mut sink).unwrap();
         (sink.lines, end)
     }
 

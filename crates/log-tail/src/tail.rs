@@ -51,10 +51,17 @@ struct Core {
 }
 
 impl Session {
-    /// A session writing through `emitter` and saving `state` to `statefile`.
-    pub fn new(emitter: Emitter, statefile: StateFile, state: State, max_line: usize) -> Self {
+    /// A session writing through `emitter` and saving `state` to `statefile`, reading `chunk`
+    /// bytes at a time.
+    pub fn new(
+        emitter: Emitter,
+        statefile: StateFile,
+        state: State,
+        chunk: usize,
+        max_line: usize,
+    ) -> Self {
         let core = Core { emitter, statefile, state, dirty: false, last_save: Instant::now() };
-        Session { reader: LineReader::new(max_line), core }
+        Session { reader: LineReader::new(chunk, max_line), core }
     }
 
     /// The state as it stands (possibly not saved yet).
