@@ -5,7 +5,6 @@ pub mod fetch;
 pub mod member;
 pub mod progress;
 pub mod repack;
-pub mod units;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ use crate::fetch::{Fetched, HttpOptions, Validators};
 use crate::member::{Freshness, Member, Selector};
 use crate::progress::Progress;
 use crate::repack::{Packed, Packing, TarEntry};
-use crate::units::{parse_duration, parse_size};
+use opsline::units::{parse_duration, parse_size};
 
 /// The tool's name.
 pub const TOOL: &str = "archive-dump";

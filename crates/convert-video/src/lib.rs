@@ -123,11 +123,11 @@ pub struct Cli {
 
     /// Wall-clock limit per file (e.g. 90, 90s, 10m, 1h); ffmpeg is stopped and its partial
     /// files removed when it is reached
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = opsline::units::parse_duration)]
     pub timeout: Option<Duration>,
 
     /// Time ffmpeg gets to exit after SIGTERM before SIGKILL
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = opsline::units::parse_duration)]
     pub kill_after: Duration,
 
     /// The ffmpeg program
@@ -163,23 +163,6 @@ pub const EXAMPLES: &[Example] = &[
         command: "convert-video --to webm --thumbnail-at 5 --thumbnail-format jpg --metadata-json --timeout 10m talk.mp4",
     },
 ];
-
-/// `90`, `90s`, `1.5m`, `2h`, `500ms` as a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 =
-        number.parse().map_err(|_| format!("\"{text}\" is not a duration (90s, 10m, 1h)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit \"{other}\" in \"{text}\" (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("\"{text}\": {e}"))
-}
 
 /// Runs the tool.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
@@ -341,16 +324,6 @@ fn video_field(source: &Path, done: &Done, took: Duration) -> Map<String, Value>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("-1").is_err());
-    }
 
     #[test]
     fn the_description_names_every_default_allowed_format() {

@@ -226,25 +226,13 @@ fn state_key(cli: &Cli) -> String {
     paths.join("\n")
 }
 
-/// `1048576`, `64K`, `1M`: sizes in bytes with binary suffixes.
+/// A size in bytes as the shared parser reads it (`1048576`, `64K`, `1M`), at least one byte.
 fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let number: usize = digits.parse().map_err(|_| format!("not a size: {text:?}"))?;
-    let factor = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {text:?} (use K, M or G)")),
-    };
-    match number.checked_mul(factor) {
-        Some(0) | None => Err(format!("not a usable size: {text:?}")),
-        Some(size) => Ok(size),
-    }
+    let bytes = opsline::units::parse_size(text)?;
+    usize::try_from(bytes)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("not a usable size: {text:?}"))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod secret;
 pub mod signal;
 pub mod state;
 pub mod time;
+pub mod units;
 
 pub use cli::{CommonArgs, Context, Tool};
 pub use exit::{Code, WithCode};

@@ -1,4 +1,5 @@
-//! Sizes and durations as people type them on a command line (`64G`, `512MiB`, `90s`, `26h`).
+//! Sizes and durations as people type them on a command line (`64G`, `512MiB`, `90s`, `26h`),
+//! the same in every tool; use them as clap `value_parser`s.
 
 use std::time::Duration;
 
@@ -63,5 +64,9 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "s", "-1s", "2 weeks"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,7 +7,6 @@
 //! [`ledger`] (what was reported, kept across restarts), [`sanitize`] and [`engine`], which
 //! ties them together.
 
-pub mod duration;
 pub mod engine;
 pub mod ledger;
 pub mod pending;
@@ -85,20 +84,21 @@ pub struct Cli {
 
     /// Quiet time after the last close before a file counts as finished; 0 reports at the
     /// close itself, without looking for other writers
-    #[arg(long, default_value = "2s", value_parser = duration::parse, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = opsline::units::parse_duration, value_name = "DURATION")]
     pub settle: Duration,
 
     /// The OpenSSH sftp-server log (`-l INFO`): veto cut-off uploads, name the session user;
-    /// a file the log does not mention yet waits once, half a second, for its line
+    /// a file the log does not mention yet, or shows still open, waits once, 2 seconds, for
+    /// the log to catch up
     #[arg(long, value_name = "FILE")]
     pub sftp_log: Option<PathBuf>,
 
     /// Rescan every tree this often, to catch anything inotify missed; 0 never
-    #[arg(long, default_value = "10m", value_parser = duration::parse, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = opsline::units::parse_duration, value_name = "DURATION")]
     pub rescan_every: Duration,
 
     /// Scan every INTERVAL instead of using inotify (NFS trees written by other machines)
-    #[arg(long, value_parser = duration::parse, value_name = "INTERVAL")]
+    #[arg(long, value_parser = opsline::units::parse_duration, value_name = "INTERVAL")]
     pub poll: Option<Duration>,
 
     /// State file remembering what was reported [default: under $STATE_DIRECTORY,
