@@ -102,8 +102,10 @@ pub struct Engine<W: Write> {
     stats: Stats,
 }
 
-/// How long a file the SFTP log does not mention waits once for the log line to arrive.
-const LOG_GRACE: Duration = Duration::from_millis(500);
+/// How long a file waits, once, for the SFTP log to catch up: when the log does not mention it
+/// yet, or still shows its handle open although the file was closed or renamed into place.
+/// Log lines travel through syslog and can lag the file system under load.
+const LOG_GRACE: Duration = Duration::from_secs(2);
 
 /// How long one look at the open writers is trusted.
 const WRITERS_FRESH: Duration = Duration::from_millis(50);
@@ -552,11 +554,19 @@ impl<W: Write> Engine<W> {
                 return Ok(());
             }
             Verdict::Allow(login) => login,
-            Verdict::Unknown if !waited_for_log => {
+            Verdict::Unknown | Verdict::Open if !waited_for_log => {
                 // The server logs before it acts, but the line may still be on its way
                 // (syslog): give it a moment once.
                 self.log_waited.insert(path.clone());
                 self.pending.schedule(path, candidate, Instant::now() + LOG_GRACE);
+                return Ok(());
+            }
+            Verdict::Open => {
+                self.stats.vetoed += 1;
+                tracing::info!(
+                    "not reporting {}: the SFTP log shows its handle was never closed",
+                    path.display()
+                );
                 return Ok(());
             }
             Verdict::Unknown => None,
@@ -593,7 +603,7 @@ impl<W: Write> Engine<W> {
                 Handle::Forced => {
                     Verdict::Veto("the SFTP log shows the upload was cut off (forced close)")
                 }
-                Handle::Writing => Verdict::Veto("the SFTP log shows its handle was never closed"),
+                Handle::Writing => Verdict::Open,
             },
         }
     }
@@ -674,6 +684,8 @@ enum Verdict {
     Allow(Option<String>),
     /// The log has no line about it (yet).
     Unknown,
+    /// The log shows its handle still open: vetoed unless the close line turns up.
+    Open,
     /// Do not report it, for this reason.
     Veto(&'static str),
 }
