@@ -182,10 +182,8 @@ pub fn place(temp: NamedTempFile, dest: &Path, overwrite: bool) -> anyhow::Resul
             });
         }
     }
-    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_code(Code::IoErr, || format!("cannot fsync {}", dir.display()))
+    opsline::state::sync_parent(dest)
+        .with_code(Code::IoErr, || format!("cannot fsync the folder of {}", dest.display()))
 }
 
 /// The error for an output file that is already there.
