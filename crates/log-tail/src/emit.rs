@@ -4,15 +4,19 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 
-use chrono::Local;
+use chrono::{DateTime, Local};
 use clap::ValueEnum;
 use memchr::memchr_iter;
 use opsline::{Code, Record, RecordWriter};
 
 use crate::ParseKind;
 use crate::filter::{Filter, trim_cr};
+use crate::json::{self, Json};
 use crate::parse;
+use crate::reader::Block;
+use crate::workers::{Done, Workers};
 
 /// What each line becomes on standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,14 +34,16 @@ pub struct Origin {
     path: String,
     /// The rotated file actually read, as a JSON string, when it is not the log itself.
     rotated: Option<String>,
-    inode: u64,
+    /// `,"inode":N,"offset":`, the same for every record.
+    inode_field: String,
 }
 
 impl Origin {
     /// Lines of `log` read from `file` (the log itself or one of its rotated files).
     pub fn new(log: &str, file: &str, inode: u64) -> Self {
-        let rotated = (file != log).then(|| json_string(file));
-        Origin { path: json_string(log), rotated, inode }
+        let rotated = (file != log).then(|| json::string(file));
+        let inode_field = format!(",\"inode\":{inode},\"offset\":");
+        Origin { path: json::string(log), rotated, inode_field }
     }
 }
 
@@ -45,28 +51,58 @@ impl Origin {
 #[derive(Debug)]
 pub struct Emitter {
     out: RecordWriter<File>,
+    /// Encodes on this thread: long lines, and every line on a machine with one core.
     encoder: Encoder,
-    /// Records of the block being written, then those of its second half.
-    buffers: [Vec<u8>; 2],
+    /// Encode blocks while this thread reads and writes; started at the first block.
+    workers: Option<Workers>,
+    /// How many workers to start (none: encode on this thread).
+    threads: usize,
+    /// Output of `encoder`.
+    buffer: Vec<u8>,
+    /// Read buffers to reuse.
+    spare: Vec<Vec<u8>>,
     /// Flush after every block (following: records reach the reader at once).
     flush_each: bool,
-    parallel: bool,
 }
 
-/// Turns lines into output bytes; cloned for the second half of a large block.
+/// Worker threads at most: two keep the output flowing; more would hold more blocks in
+/// memory at once.
+const MAX_WORKERS: usize = 2;
+
+/// Picks the lines of a block and turns them into output bytes.
 #[derive(Debug, Clone)]
-struct Encoder {
-    format: Format,
+pub struct Encoder {
     filter: Filter,
+    lines: LineEncoder,
+}
+
+/// The time records are stamped with, taken once per block (the clock is not read per
+/// line).
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    ts: String,
+    now: DateTime<Local>,
+}
+
+impl Stamp {
+    fn take() -> Self {
+        let now = Local::now();
+        Stamp { ts: opsline::time::rfc3339(&now), now }
+    }
+}
+
+/// Turns one line into output bytes.
+#[derive(Debug, Clone)]
+struct LineEncoder {
+    format: Format,
     syslog: bool,
     sshd: bool,
     max_line: usize,
     clock: parse::Clock,
     ts: String,
+    /// `{"kind":"line","ts":…,"path":…,"line":`, the same for every record of a block.
+    head: Vec<u8>,
 }
-
-/// Blocks at least this large are encoded by two threads, half each.
-const PARALLEL_MIN: usize = 256 * 1024;
 
 impl Emitter {
     /// An emitter writing to `out`; `flush_each` flushes after every block of lines.
@@ -80,56 +116,68 @@ impl Emitter {
     ) -> Self {
         let sshd = parse.contains(&ParseKind::Sshd);
         let syslog = sshd || parse.contains(&ParseKind::Syslog);
-        let encoder = Encoder {
+        let lines = LineEncoder {
             format,
-            filter,
             syslog,
             sshd,
             max_line,
             clock: parse::Clock::new(Local::now()),
             ts: String::new(),
+            head: Vec::new(),
         };
-        let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-        Emitter { out, encoder, buffers: [Vec::new(), Vec::new()], flush_each, parallel }
+        let encoder = Encoder { filter, lines };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if cores > 1 { cores.min(MAX_WORKERS) } else { 0 };
+        Emitter {
+            out,
+            encoder,
+            workers: None,
+            threads,
+            buffer: Vec::new(),
+            spare: Vec::new(),
+            flush_each,
+        }
     }
 
-    /// Writes the lines of `data` (whole lines; see [`crate::reader::LineSink::block`]) that
-    /// pass the filter; `offset` is where `data` starts.
-    pub fn block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
-        let encoder = &mut self.encoder;
-        encoder.stamp();
-        if encoder.format == Format::Raw && encoder.filter.is_empty() {
-            return self.raw_block(origin, data, offset);
+    /// Writes the lines of `block` that pass the filter, after those of earlier blocks.
+    pub fn block(&mut self, origin: &Arc<Origin>, block: Block) -> anyhow::Result<()> {
+        let stamp = Stamp::take();
+        if self.encoder.lines.format == Format::Raw && self.encoder.filter.is_empty() {
+            self.raw_block(origin, &stamp, block.data(), block.offset)?;
+            self.spare.push(block.buf);
+            return self.flushed();
         }
-        let [first, second] = &mut self.buffers;
-        let half = data.len() / 2;
-        let split = memchr::memchr(b'\n', &data[half..]).map(|at| half + at + 1);
-        match split.filter(|_| self.parallel && data.len() >= PARALLEL_MIN) {
-            Some(split) => {
-                let (head, tail) = data.split_at(split);
-                let mut helper = encoder.clone();
-                std::thread::scope(|scope| {
-                    let worker =
-                        scope.spawn(|| helper.block(origin, tail, offset + split as u64, second));
-                    let done = encoder.block(origin, head, offset, first);
-                    let other =
-                        worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    done.and(other)
-                })?;
-            }
-            None => encoder.block(origin, data, offset, first)?,
+        if self.threads == 0 {
+            self.encoder.set_time(&stamp);
+            self.encoder.block(origin, block.data(), block.offset, &mut self.buffer);
+            self.write_buffer()?;
+            self.spare.push(block.buf);
+            return self.flushed();
         }
-        self.out.sink().write_all(first)?;
-        self.out.sink().write_all(second)?;
-        first.clear();
-        second.clear();
+        let workers =
+            self.workers.get_or_insert_with(|| Workers::start(&self.encoder, self.threads));
+        workers.submit(block, Arc::clone(origin), stamp);
+        if workers.full() {
+            self.write_oldest()?;
+        }
         self.flushed()
+    }
+
+    /// A buffer to read into: one of a block already written, or a new one.
+    pub fn recycle(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
     }
 
     /// Bare lines without a filter: copied through in pieces of at most `--max-line` bytes
     /// (whole lines, so none of them needs cutting); a longer line goes through the encoder.
-    fn raw_block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
-        let max_line = self.encoder.max_line;
+    fn raw_block(
+        &mut self,
+        origin: &Origin,
+        stamp: &Stamp,
+        data: &[u8],
+        offset: u64,
+    ) -> anyhow::Result<()> {
+        let max_line = self.encoder.lines.max_line;
         let mut rest = data;
         let mut at = offset;
         while !rest.is_empty() {
@@ -139,51 +187,79 @@ impl Emitter {
                 memchr::memrchr(b'\n', &rest[..=max_line]).map_or(0, |i| i + 1)
             };
             let piece = if piece > 0 {
-                self.out.write_line(rest[..piece].strip_suffix(b"\n").unwrap_or(&rest[..piece]))?;
+                self.out.sink().write_all(&rest[..piece])?;
+                if !rest[..piece].ends_with(b"\n") {
+                    self.out.sink().write_all(b"\n")?;
+                }
                 piece
             } else {
                 let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-                let buffer = &mut self.buffers[0];
-                self.encoder.block(origin, &rest[..end], at, buffer)?;
-                self.out.sink().write_all(buffer)?;
-                buffer.clear();
+                self.encoder.set_time(stamp);
+                self.encoder.block(origin, &rest[..end], at, &mut self.buffer);
+                self.write_buffer()?;
                 end
             };
             rest = &rest[piece..];
             at += piece as u64;
         }
-        self.flushed()
+        Ok(())
     }
 
     /// Writes a line that was cut at the length limit, if it passes the filter.
     pub fn long_line(&mut self, origin: &Origin, prefix: &[u8], offset: u64) -> anyhow::Result<()> {
-        self.encoder.stamp();
+        self.drain()?;
         if self.encoder.filter.keeps(prefix) {
-            let buffer = &mut self.buffers[0];
-            self.encoder.line(origin, prefix, offset, true, buffer)?;
-            self.out.sink().write_all(buffer)?;
-            buffer.clear();
+            self.encoder.set_time(&Stamp::take());
+            self.encoder.lines.start(origin);
+            self.encoder.lines.line(origin, prefix, offset, true, &mut self.buffer);
+            self.write_buffer()?;
         }
         self.flushed()
     }
 
+    fn write_buffer(&mut self) -> std::io::Result<()> {
+        self.out.sink().write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the output of the oldest block out with the workers; false when none is out.
+    fn write_oldest(&mut self) -> anyhow::Result<bool> {
+        let Some(Done { out, input }) = self.workers.as_mut().and_then(Workers::take) else {
+            return Ok(false);
+        };
+        self.out.sink().write_all(&out)?;
+        self.spare.push(input);
+        if let Some(workers) = &mut self.workers {
+            workers.give_back(out);
+        }
+        Ok(true)
+    }
+
+    /// Writes the output of every block out with the workers.
+    fn drain(&mut self) -> anyhow::Result<()> {
+        while self.write_oldest()? {}
+        Ok(())
+    }
+
     fn flushed(&mut self) -> anyhow::Result<()> {
         if self.flush_each {
-            self.out.flush()?;
+            self.flush()?;
         }
         Ok(())
     }
 
     /// Writes a record made elsewhere (journal entries) if its `line` passes the filter.
     pub fn record(&mut self, record: &mut Record, line: &str) -> anyhow::Result<()> {
+        self.drain()?;
         if !self.encoder.filter.keeps(line.as_bytes()) {
             return Ok(());
         }
-        if self.encoder.format == Format::Raw {
+        if self.encoder.lines.format == Format::Raw {
             self.out.write_line(line.as_bytes())?;
             return Ok(());
         }
-        if self.encoder.sshd
+        if self.encoder.lines.sshd
             && let Some(event) = record
                 .get("syslog")
                 .and_then(|s| Some((s.get("program")?.as_str()?, s.get("message")?.as_str()?)))
@@ -196,154 +272,131 @@ impl Emitter {
         Ok(())
     }
 
-    /// Pushes buffered records out (before the position that covers them is saved).
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+    /// Pushes every record of the blocks handed over so far out (before the position that
+    /// covers them is saved).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.drain()?;
+        Ok(self.out.flush()?)
     }
 
     /// Flushes and returns the exit status the records call for.
-    pub fn finish(self) -> std::io::Result<Code> {
-        self.out.finish()
+    pub fn finish(mut self) -> anyhow::Result<Code> {
+        self.drain()?;
+        Ok(self.out.finish()?)
     }
 }
 
 impl Encoder {
-    /// Takes the time for the records that follow (once per block: the clock is not read
-    /// per line).
-    fn stamp(&mut self) {
-        let now = Local::now();
-        self.ts = opsline::time::rfc3339(&now);
-        self.clock.set_now(now);
+    /// Stamps the records that follow with `stamp`.
+    pub fn set_time(&mut self, stamp: &Stamp) {
+        self.lines.ts.clone_from(&stamp.ts);
+        self.lines.clock.set_now(stamp.now);
     }
 
     /// Encodes the lines of `data` that pass the filter into `out`.
-    fn block(
-        &mut self,
-        origin: &Origin,
-        data: &[u8],
-        offset: u64,
-        out: &mut Vec<u8>,
-    ) -> anyhow::Result<()> {
+    pub fn block(&mut self, origin: &Origin, data: &[u8], offset: u64, out: &mut Vec<u8>) {
+        self.lines.start(origin);
         if self.filter.has_match() {
-            let filter = self.filter.clone();
-            return filter.each_match(data, |start, end| {
-                self.line(origin, &data[start..end], offset + start as u64, false, out)
+            let lines = &mut self.lines;
+            self.filter.each_match(data, |start, end| {
+                lines.line(origin, &data[start..end], offset + start as u64, false, out);
             });
+            return;
         }
         let mut start = 0;
         for end in memchr_iter(b'\n', data) {
-            self.filtered_line(origin, &data[start..end], offset + start as u64, out)?;
+            self.filtered_line(origin, &data[start..end], offset + start as u64, out);
             start = end + 1;
         }
         if start < data.len() {
-            self.filtered_line(origin, &data[start..], offset + start as u64, out)?;
+            self.filtered_line(origin, &data[start..], offset + start as u64, out);
         }
-        Ok(())
     }
 
-    fn filtered_line(
-        &mut self,
-        origin: &Origin,
-        raw: &[u8],
-        offset: u64,
-        out: &mut Vec<u8>,
-    ) -> anyhow::Result<()> {
+    fn filtered_line(&mut self, origin: &Origin, raw: &[u8], offset: u64, out: &mut Vec<u8>) {
         if self.filter.is_empty() || self.filter.keeps(trim_cr(raw)) {
-            self.line(origin, raw, offset, false, out)
-        } else {
-            Ok(())
+            self.lines.line(origin, raw, offset, false, out);
         }
     }
+}
 
-    fn line(
-        &mut self,
-        origin: &Origin,
-        raw: &[u8],
-        offset: u64,
-        cut: bool,
-        sink: &mut Vec<u8>,
-    ) -> anyhow::Result<()> {
+impl LineEncoder {
+    /// Prepares the part every record of a block from `origin` starts with.
+    fn start(&mut self, origin: &Origin) {
+        let head = &mut self.head;
+        head.clear();
+        head.extend_from_slice(b"{\"kind\":\"line\",\"ts\":\"");
+        head.extend_from_slice(self.ts.as_bytes());
+        head.extend_from_slice(b"\",\"path\":");
+        head.extend_from_slice(origin.path.as_bytes());
+        head.extend_from_slice(b",\"line\":");
+    }
+
+    /// Encodes one line (without its newline) into `sink`; `cut` says it was cut already.
+    fn line(&mut self, origin: &Origin, raw: &[u8], offset: u64, cut: bool, sink: &mut Vec<u8>) {
         let (bytes, shortened) = cut_at(raw, self.max_line);
         let truncated = cut || shortened;
         if self.format == Format::Raw {
             sink.extend_from_slice(bytes);
             sink.push(b'\n');
-            return Ok(());
+            return;
         }
         let (text, lossy) = match std::str::from_utf8(trim_cr(bytes)) {
             Ok(text) => (Cow::Borrowed(text), false),
             Err(_) => (String::from_utf8_lossy(trim_cr(bytes)), true),
         };
-        sink.write_all(b"{\"kind\":\"line\",\"ts\":\"")?;
-        sink.write_all(self.ts.as_bytes())?;
-        sink.write_all(b"\",\"path\":")?;
-        sink.write_all(origin.path.as_bytes())?;
-        sink.write_all(b",\"line\":")?;
-        write_json_str(sink, &text)?;
-        sink.write_all(b",\"inode\":")?;
-        write_u64(sink, origin.inode)?;
-        sink.write_all(b",\"offset\":")?;
-        write_u64(sink, offset)?;
+        let mut json = Json::new(sink, &text);
+        json.raw(&self.head);
+        json.str(&text);
+        json.raw(origin.inode_field.as_bytes());
+        json.u64(offset);
         if let Some(rotated) = &origin.rotated {
-            sink.write_all(b",\"rotated\":")?;
-            sink.write_all(rotated.as_bytes())?;
+            json.raw(b",\"rotated\":");
+            json.raw(rotated.as_bytes());
         }
         if lossy {
-            sink.write_all(b",\"lossy\":true")?;
+            json.raw(b",\"lossy\":true");
         }
         if truncated {
-            sink.write_all(b",\"truncated\":true")?;
+            json.raw(b",\"truncated\":true");
         }
         if self.syslog {
-            write_parsed(sink, &text, &mut self.clock, self.sshd)?;
+            write_parsed(&mut json, &text, &mut self.clock, self.sshd);
         }
-        sink.write_all(b"}\n")?;
-        Ok(())
+        json.raw(b"}\n");
     }
 }
 
 /// Adds `"syslog"` (and `"sshd"` for an sshd login line) to the record being written.
-fn write_parsed(
-    sink: &mut impl Write,
-    text: &str,
-    clock: &mut parse::Clock,
-    sshd: bool,
-) -> anyhow::Result<()> {
-    let Some(syslog) = parse::syslog(text, clock) else { return Ok(()) };
-    sink.write_all(b",\"syslog\":{\"time\":")?;
-    write_json_opt(sink, syslog.time.as_deref())?;
-    sink.write_all(b",\"host\":")?;
-    write_json_str(sink, syslog.host)?;
-    sink.write_all(b",\"program\":")?;
-    write_json_str(sink, syslog.program)?;
-    sink.write_all(b",\"pid\":")?;
-    match syslog.pid {
-        Some(pid) => write_u64(sink, pid)?,
-        None => sink.write_all(b"null")?,
-    }
-    sink.write_all(b",\"message\":")?;
-    write_json_str(sink, syslog.message)?;
-    sink.write_all(b"}")?;
+fn write_parsed(json: &mut Json<'_>, text: &str, clock: &mut parse::Clock, sshd: bool) {
+    let Some(syslog) = parse::syslog(text, clock) else { return };
+    json.raw(b",\"syslog\":{\"time\":");
+    json.opt_str(syslog.time);
+    json.raw(b",\"host\":");
+    json.str(syslog.host);
+    json.raw(b",\"program\":");
+    json.str(syslog.program);
+    json.raw(b",\"pid\":");
+    json.opt_u64(syslog.pid);
+    json.raw(b",\"message\":");
+    json.str(syslog.message);
+    json.raw(b"}");
     if sshd
         && parse::is_sshd(syslog.program)
         && let Some(event) = parse::sshd(syslog.message)
     {
-        sink.write_all(b",\"sshd\":{\"event\":\"")?;
-        sink.write_all(event.event.as_bytes())?;
-        sink.write_all(b"\",\"user\":")?;
-        write_json_opt(sink, event.user)?;
-        sink.write_all(b",\"ip\":")?;
-        write_json_str(sink, event.ip)?;
-        sink.write_all(b",\"port\":")?;
-        match event.port {
-            Some(port) => write_u64(sink, u64::from(port))?,
-            None => sink.write_all(b"null")?,
-        }
-        sink.write_all(b",\"method\":")?;
-        write_json_opt(sink, event.method)?;
-        sink.write_all(b"}")?;
+        json.raw(b",\"sshd\":{\"event\":\"");
+        json.raw(event.event.as_bytes());
+        json.raw(b"\",\"user\":");
+        json.opt_str(event.user);
+        json.raw(b",\"ip\":");
+        json.str(event.ip);
+        json.raw(b",\"port\":");
+        json.opt_u64(event.port.map(u64::from));
+        json.raw(b",\"method\":");
+        json.opt_str(event.method);
+        json.raw(b"}");
     }
-    Ok(())
 }
 
 /// At most `max` bytes of `line`, cut at a character boundary when the text is UTF-8; true
@@ -363,101 +416,9 @@ fn cut_at(line: &[u8], max: usize) -> (&[u8], bool) {
     (&line[..end], true)
 }
 
-/// Writes `text` as a JSON string. Most log lines need no escaping: that is checked eight
-/// bytes at a time, and only the others go through serde_json's escaper.
-fn write_json_str(sink: &mut impl Write, text: &str) -> std::io::Result<()> {
-    if needs_escape(text.as_bytes()) {
-        return serde_json::to_writer(sink, text).map_err(std::io::Error::from);
-    }
-    sink.write_all(b"\"")?;
-    sink.write_all(text.as_bytes())?;
-    sink.write_all(b"\"")
-}
-
-fn write_json_opt(sink: &mut impl Write, text: Option<&str>) -> std::io::Result<()> {
-    match text {
-        Some(text) => write_json_str(sink, text),
-        None => sink.write_all(b"null"),
-    }
-}
-
-/// True when some byte is a control character, `"` or `\\`.
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // A byte below 0x20 (a high byte never is), or equal to '"' or '\\'.
-        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
-        if below
-            || has_zero(x ^ (ONES * u64::from(b'"')))
-            || has_zero(x ^ (ONES * u64::from(b'\\')))
-        {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string always serialises")
-}
-
-fn write_u64(sink: &mut impl Write, mut n: u64) -> std::io::Result<()> {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    sink.write_all(&digits[at..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0, 7, 10, 1234567890, u64::MAX] {
-            let mut out = Vec::new();
-            write_u64(&mut out, n).unwrap();
-            assert_eq!(out, n.to_string().as_bytes());
-        }
-    }
-
-    #[test]
-    fn strings_are_escaped_exactly_as_serde_json_does() {
-        for text in [
-            "plain text of some length",
-            "q\"uote",
-            "back\\slash",
-            "tab\tx",
-            "\u{1}",
-            "é ünï",
-            "1234567\"",
-            "",
-        ] {
-            let mut out = Vec::new();
-            write_json_str(&mut out, text).unwrap();
-            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
-        }
-        for at in 0..16 {
-            let mut bytes = vec![b'a'; 16];
-            bytes[at] = b'\\';
-            assert!(needs_escape(&bytes));
-            bytes[at] = 0x1f;
-            assert!(needs_escape(&bytes));
-            bytes[at] = 0x20;
-            assert!(!needs_escape(&bytes));
-        }
-    }
 
     #[test]
     fn cutting_keeps_characters_whole() {

@@ -1,10 +1,13 @@
 //! `--match` and `--exclude`, applied to the raw bytes of a line before any encoding.
 //!
 //! With `--match`, a block of lines is searched as a whole (as grep does) and only the lines
-//! that hold a match are looked at one by one, which keeps selective patterns fast.
+//! that hold a match, or the literal text every match needs, are looked at one by one, which
+//! keeps selective patterns fast.
 
 use opsline::Code;
 use regex::bytes::{Regex, RegexBuilder};
+
+use crate::literals::Literals;
 
 /// The line filter.
 #[derive(Debug, Clone)]
@@ -20,6 +23,9 @@ struct Matcher {
     /// For a block of lines: `^` and `$` at line ends, so that a line matches here as it does
     /// on its own.
     block: Regex,
+    /// Text every match contains, when the pattern has some: the lines that hold it are the
+    /// only ones `line` needs to look at.
+    literals: Option<Literals>,
 }
 
 impl Filter {
@@ -28,9 +34,11 @@ impl Filter {
     pub fn new(matches: &[String], excludes: &[String]) -> anyhow::Result<Self> {
         let matching = match any_of(matches) {
             None => None,
-            Some(pattern) => {
-                Some(Matcher { line: build(&pattern, false)?, block: build(&pattern, true)? })
-            }
+            Some(pattern) => Some(Matcher {
+                line: build(&pattern, false)?,
+                block: build(&pattern, true)?,
+                literals: Literals::required(&pattern),
+            }),
         };
         let exclude = any_of(excludes).map(|p| build(&p, false)).transpose()?;
         Ok(Filter { matching, exclude })
@@ -57,28 +65,34 @@ impl Filter {
 
     /// Calls `each(start, end)` for every line of `block` (whole lines, `end` excluding the
     /// newline) that passes, in order. Needs a `--match`.
-    pub fn each_match(
-        &self,
-        block: &[u8],
-        mut each: impl FnMut(usize, usize) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        let Some(matcher) = &self.matching else { return Ok(()) };
+    pub fn each_match(&self, block: &[u8], mut each: impl FnMut(usize, usize)) {
+        let Some(matcher) = &self.matching else { return };
         let mut pos = 0;
         while pos < block.len() {
-            // The earliest match end lies in the first line that can match: the search stops
-            // there instead of finding the whole leftmost match.
-            let Some(found) = matcher.block.shortest_match_at(block, pos) else { break };
-            let probe = if found > pos { found - 1 } else { pos };
+            let Some(probe) = matcher.next_candidate(block, pos) else { break };
             let start = memchr::memrchr(b'\n', &block[pos..probe]).map_or(pos, |at| pos + at + 1);
             let end = memchr::memchr(b'\n', &block[probe..]).map_or(block.len(), |at| probe + at);
             let text = trim_cr(&block[start..end]);
-            // A pattern that can match a newline may have matched across lines: check the line.
+            // The block search may have matched across lines, or found only the literal: check
+            // the line.
             if matcher.line.is_match(text) && !self.excluded(text) {
-                each(start, end)?;
+                each(start, end);
             }
             pos = end + 1;
         }
-        Ok(())
+    }
+}
+
+impl Matcher {
+    /// A position at or after `pos` (a line start) inside the next line that may match.
+    fn next_candidate(&self, block: &[u8], pos: usize) -> Option<usize> {
+        if let Some(literals) = &self.literals {
+            return literals.find_at(block, pos);
+        }
+        // The earliest match end lies in the first line that can match: the search stops
+        // there instead of finding the whole leftmost match.
+        let found = self.block.shortest_match_at(block, pos)?;
+        Some(if found > pos { found - 1 } else { pos })
     }
 }
 
@@ -110,11 +124,7 @@ mod tests {
     fn matches(filter: &Filter, block: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
         filter
-            .each_match(block, |s, e| {
-                out.push(String::from_utf8_lossy(&block[s..e]).into_owned());
-                Ok(())
-            })
-            .unwrap();
+            .each_match(block, |s, e| out.push(String::from_utf8_lossy(&block[s..e]).into_owned()));
         out
     }
 
@@ -132,6 +142,22 @@ mod tests {
             .collect();
         assert_eq!(matches(&filter, block), expected);
         assert_eq!(expected, ["sshd Accepted a", "foo\r"]);
+    }
+
+    #[test]
+    fn with_or_without_a_literal_the_same_lines_are_found() {
+        let block: &[u8] = b"Nov  1 sshd[1]: Failed password\nFailed sshd\nsshd Accepted\r\n\
+            x sshd FAILED\nsshd: Failed\nCRON[2]: sshd Failed\nsshd Accepted";
+        for pattern in ["sshd.*(Accepted|Failed)", "(?i)sshd.*failed", r"sshd\S*:? (A|F)", "d: F"] {
+            let filter = Filter::new(&[pattern.into()], &["CRON".into()]).unwrap();
+            let expected: Vec<String> = block
+                .split(|&b| b == b'\n')
+                .filter(|l| filter.keeps(trim_cr(l)))
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert!(!expected.is_empty(), "{pattern}");
+            assert_eq!(matches(&filter, block), expected, "{pattern}");
+        }
     }
 
     #[test]

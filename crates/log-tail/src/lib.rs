@@ -9,11 +9,14 @@ pub mod emit;
 pub mod filter;
 pub mod follow;
 pub mod journal;
+pub mod json;
+pub mod literals;
 pub mod parse;
 pub mod reader;
 pub mod rotation;
 pub mod state;
 pub mod tail;
+pub mod workers;
 
 use std::path::PathBuf;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Syslog<'a> {
     /// RFC 3339 (the classic form's year inferred, never in the future).
-    pub time: Option<String>,
+    pub time: Option<&'a str>,
     /// The host name.
     pub host: &'a str,
     /// The program (`sshd`, `postfix/smtpd`, …).
@@ -19,65 +19,112 @@ pub struct Syslog<'a> {
     pub message: &'a str,
 }
 
-/// Decides the year of classic timestamps and formats them, remembering the local UTC offset
-/// per hour (asking the time zone database for every line would dominate the run).
+/// Decides the year of classic timestamps and formats them, remembering the year and the
+/// local UTC offset of the last hour seen (asking the time zone database, or even the
+/// calendar, for every line would dominate the run).
 #[derive(Debug, Clone)]
 pub struct Clock {
     now: DateTime<Local>,
-    offsets: Option<((i32, u32, u32, u32), String)>,
+    hour: Option<Hour>,
+    /// The last time formatted.
+    text: String,
+}
+
+/// An hour of local time as last seen.
+#[derive(Debug, Clone)]
+struct Hour {
+    year: i32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    /// Its UTC offset, `+01:00`.
+    offset: String,
+    /// All of the hour falls in `year` (so its year need not be decided again).
+    whole: bool,
 }
 
 impl Clock {
     /// A clock that treats `now` as the present.
     pub fn new(now: DateTime<Local>) -> Self {
-        Clock { now, offsets: None }
+        Clock { now, hour: None, text: String::new() }
     }
 
-    /// Moves the present on (once per block of lines).
+    /// Moves the present on (once per block of lines): the year of an hour may change.
     pub fn set_now(&mut self, now: DateTime<Local>) {
         self.now = now;
+        if let Some(hour) = &mut self.hour {
+            hour.whole = false;
+        }
     }
 
     /// `Nov 23 07:12:40` as RFC 3339 in local time, in the latest year that is not in the
     /// future (Feb 29 looks back to a leap year).
-    fn classic(&mut self, month: u32, day: u32, time: Hms) -> Option<String> {
+    fn classic(&mut self, month: u32, day: u32, time: Hms) -> Option<&str> {
         let (hour, minute, second) = time;
-        let clock = NaiveTime::from_hms_opt(hour, minute, second)?;
-        let now = self.now.naive_local();
-        let year = (0..8).map(|back| now.year() - back).find(|&year| {
-            NaiveDate::from_ymd_opt(year, month, day)
-                .is_some_and(|date| NaiveDateTime::new(date, clock) <= now)
-        })?;
-        let key = (year, month, day, hour);
-        let offset = match &self.offsets {
-            Some((cached, offset)) if *cached == key => offset.as_str(),
-            _ => {
-                let date = NaiveDate::from_ymd_opt(year, month, day)?;
-                let local =
-                    Local.from_local_datetime(&NaiveDateTime::new(date, clock)).earliest()?;
-                let offset = local.format("%:z").to_string();
-                &self.offsets.insert((key, offset)).1
-            }
-        };
-        let mut text = String::with_capacity(25 + offset.len());
-        let digits = |text: &mut String, n: u32, width: usize| {
-            for at in (0..width).rev() {
-                text.push(char::from(b'0' + (n / 10u32.pow(at as u32) % 10) as u8));
-            }
-        };
-        digits(&mut text, u32::try_from(year).ok()?, 4);
+        let known = self
+            .hour
+            .as_ref()
+            .is_some_and(|h| h.whole && (h.month, h.day, h.hour) == (month, day, hour));
+        if !known {
+            self.look_up(month, day, time)?;
+        }
+        let Hour { year, offset, .. } = self.hour.as_ref()?;
+        let year = u32::try_from(*year).ok()?;
+        let text = &mut self.text;
+        text.clear();
+        push_digits(text, year / 100);
+        push_digits(text, year % 100);
         for (separator, n) in [('-', month), ('-', day), ('T', hour), (':', minute), (':', second)]
         {
             text.push(separator);
-            digits(&mut text, n, 2);
+            push_digits(text, n);
         }
         text.push_str(offset);
         Some(text)
     }
+
+    /// Decides the year of the time and its offset, into `self.hour`.
+    fn look_up(&mut self, month: u32, day: u32, time: Hms) -> Option<()> {
+        let hour = time.0;
+        let year = self.year(month, day, time)?;
+        // The later a time, the earlier its year may be: an hour whose first and last second
+        // fall in the same year falls in it whole.
+        let whole = self.year(month, day, (hour, 0, 0)) == Some(year)
+            && self.year(month, day, (hour, 59, 59)) == Some(year);
+        let same = |h: &Hour| (h.year, h.month, h.day, h.hour) == (year, month, day, hour);
+        let offset = match self.hour.take() {
+            Some(known) if same(&known) => known.offset,
+            _ => {
+                let date = NaiveDate::from_ymd_opt(year, month, day)?;
+                let clock = NaiveTime::from_hms_opt(time.0, time.1, time.2)?;
+                let local =
+                    Local.from_local_datetime(&NaiveDateTime::new(date, clock)).earliest()?;
+                local.format("%:z").to_string()
+            }
+        };
+        self.hour = Some(Hour { year, month, day, hour, offset, whole });
+        Some(())
+    }
+
+    /// The latest year in which the date and time is not in the future.
+    fn year(&self, month: u32, day: u32, (hour, minute, second): Hms) -> Option<i32> {
+        let clock = NaiveTime::from_hms_opt(hour, minute, second)?;
+        let now = self.now.naive_local();
+        (0..8).map(|back| now.year() - back).find(|&year| {
+            NaiveDate::from_ymd_opt(year, month, day)
+                .is_some_and(|date| NaiveDateTime::new(date, clock) <= now)
+        })
+    }
+}
+
+/// Two decimal digits of `n` (below 100).
+fn push_digits(text: &mut String, n: u32) {
+    text.push(char::from(b'0' + (n / 10 % 10) as u8));
+    text.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// Parses a classic (`Nov 23 07:12:40 host sshd[123]: …`) or RFC 3339 syslog prefix.
-pub fn syslog<'a>(line: &'a str, clock: &mut Clock) -> Option<Syslog<'a>> {
+pub fn syslog<'a>(line: &'a str, clock: &'a mut Clock) -> Option<Syslog<'a>> {
     let (time, rest) = match classic_prefix(line) {
         Some((month, day, hms, rest)) => (clock.classic(month, day, hms), rest),
         None => {
@@ -86,11 +133,11 @@ pub fn syslog<'a>(line: &'a str, clock: &mut Clock) -> Option<Syslog<'a>> {
                 return None;
             }
             DateTime::parse_from_rfc3339(stamp).ok()?;
-            (Some(stamp.to_owned()), rest)
+            (Some(stamp), rest)
         }
     };
     let (host, rest) = rest.split_once(' ')?;
-    let end = rest.find([' ', '[', ':'])?;
+    let end = rest.bytes().position(|b| matches!(b, b' ' | b'[' | b':'))?;
     let (program, rest) = rest.split_at(end);
     let (pid, rest) = match rest.strip_prefix('[') {
         Some(inner) => {
@@ -163,14 +210,14 @@ pub fn sshd(message: &str) -> Option<SshdEvent<'_>> {
     if let Some((what, rest)) =
         ["Accepted ", "Failed "].iter().find_map(|p| Some((*p, message.strip_prefix(p)?)))
     {
-        let (method, rest) = rest.split_once(" for ")?;
+        let (method, rest) = split_once(rest, " for ")?;
         let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
-        let (user, address) = rest.rsplit_once(" from ")?;
+        let (user, address) = rsplit_once(rest, " from ")?;
         let name = if what == "Accepted " { "accepted" } else { "failed" };
         return found(name, Some(method), Some(user), ip_port(address)?);
     }
     if let Some(rest) = message.strip_prefix("Invalid user ") {
-        let (user, address) = rest.rsplit_once(" from ")?;
+        let (user, address) = rsplit_once(rest, " from ")?;
         return found("invalid_user", None, Some(user), ip_port(address)?);
     }
     if let Some(rest) = message.strip_prefix("Connection closed by ") {
@@ -183,7 +230,7 @@ pub fn sshd(message: &str) -> Option<SshdEvent<'_>> {
         return found("disconnected", None, user, address);
     }
     if let Some(rest) = message.strip_prefix("Disconnecting ") {
-        let (rest, _) = rest.split_once(": Too many authentication failures")?;
+        let (rest, _) = split_once(rest, ": Too many authentication failures")?;
         let prefixes = ["authenticating user ", "invalid user ", "user "];
         let (user, address) = user_address(rest, &prefixes)?;
         return found("too_many_failures", None, user, address);
@@ -191,7 +238,7 @@ pub fn sshd(message: &str) -> Option<SshdEvent<'_>> {
     if let Some(rest) = message.strip_prefix("error: maximum authentication attempts exceeded for ")
     {
         let rest = rest.strip_prefix("invalid user ").unwrap_or(rest);
-        let (user, address) = rest.rsplit_once(" from ")?;
+        let (user, address) = rsplit_once(rest, " from ")?;
         return found("too_many_failures", None, Some(user), ip_port(address)?);
     }
     None
@@ -210,14 +257,35 @@ fn found<'a>(
 fn ip_port(text: &str) -> Option<Address<'_>> {
     let (ip, rest) = text.split_once(' ')?;
     let rest = rest.strip_prefix("port ")?;
-    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-    Some((ip, digits.parse().ok()))
+    Some((ip, leading_number(rest)))
+}
+
+/// The number the text starts with.
+fn leading_number(text: &str) -> Option<u16> {
+    let end = text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
+/// `text` split around the first `separator`, which starts with an ASCII byte (so that every
+/// place that byte occurs is a character boundary). Faster than `str::split_once` for the
+/// short lines and separators here: no searcher is set up per call.
+fn split_once<'a>(text: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
+    let (bytes, wanted) = (text.as_bytes(), separator.as_bytes());
+    let at = memchr::memchr_iter(wanted[0], bytes).find(|&at| bytes[at..].starts_with(wanted))?;
+    Some((&text[..at], &text[at + wanted.len()..]))
+}
+
+/// `text` split around the last `separator` (as in [`split_once`]).
+fn rsplit_once<'a>(text: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
+    let (bytes, wanted) = (text.as_bytes(), separator.as_bytes());
+    let at = memchr::memrchr_iter(wanted[0], bytes).find(|&at| bytes[at..].starts_with(wanted))?;
+    Some((&text[..at], &text[at + wanted.len()..]))
 }
 
 /// `[PREFIX USER ]IP port N`: the user (when a prefix names one) and the address.
 fn user_address<'a>(text: &'a str, prefixes: &[&str]) -> Option<(Option<&'a str>, Address<'a>)> {
-    let (before, port) = text.rsplit_once(" port ")?;
-    let port = port.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
+    let (before, port) = rsplit_once(text, " port ")?;
+    let port = leading_number(port);
     match prefixes.iter().find_map(|p| before.strip_prefix(p)) {
         Some(named) => {
             let (user, ip) = named.rsplit_once(' ')?;
@@ -237,32 +305,40 @@ mod tests {
 
     #[test]
     fn classic_prefix_infers_a_year_never_in_the_future() {
-        let s = syslog(
-            "Jan  5 07:12:40 web1 sshd[123]: Accepted publickey for ann",
-            &mut Clock::new(now()),
-        )
-        .unwrap();
+        let mut clock = Clock::new(now());
+        let s = syslog("Jan  5 07:12:40 web1 sshd[123]: Accepted publickey for ann", &mut clock)
+            .unwrap();
         assert_eq!((s.host, s.program, s.pid), ("web1", "sshd", Some(123)));
-        assert!(s.time.as_deref().unwrap().starts_with("2026-01-05T07:12:40"));
+        assert!(s.time.unwrap().starts_with("2026-01-05T07:12:40"));
         assert_eq!(s.message, "Accepted publickey for ann");
-        let s = syslog("Dec 31 23:59:59 web1 CRON[9]: x", &mut Clock::new(now())).unwrap();
+        let s = syslog("Dec 31 23:59:59 web1 CRON[9]: x", &mut clock).unwrap();
         assert!(s.time.unwrap().starts_with("2025-12-31T23:59:59"));
-        let s = syslog("Feb 29 10:00:00 h kernel: x", &mut Clock::new(now())).unwrap();
+        let s = syslog("Feb 29 10:00:00 h kernel: x", &mut clock).unwrap();
         assert!(s.time.unwrap().starts_with("2024-02-29"), "back to a leap year");
-        assert_eq!(
-            syslog("Feb 29 10:00:00 h kernel: x", &mut Clock::new(now())).unwrap().pid,
-            None
-        );
+        assert_eq!(syslog("Feb 29 10:00:00 h kernel: x", &mut clock).unwrap().pid, None);
+    }
+
+    #[test]
+    fn the_hour_now_is_split_between_this_year_and_the_last() {
+        let mut clock = Clock::new(now());
+        let time = |clock: &mut Clock, line| syslog(line, clock).unwrap().time.unwrap().to_owned();
+        assert!(time(&mut clock, "Jan  5 12:00:00 h p: x").starts_with("2026-01-05T12:00:00"));
+        assert!(time(&mut clock, "Jan  5 12:00:01 h p: x").starts_with("2025-01-05T12:00:01"));
+        assert!(time(&mut clock, "Jan  5 11:59:59 h p: x").starts_with("2026-01-05T11:59:59"));
+        assert!(time(&mut clock, "Jan  5 12:30:00 h p: x").starts_with("2025-01-05T12:30:00"));
+        clock.set_now(Local.with_ymd_and_hms(2026, 1, 5, 13, 0, 0).unwrap());
+        assert!(time(&mut clock, "Jan  5 12:30:00 h p: x").starts_with("2026-01-05T12:30:00"));
     }
 
     #[test]
     fn rfc3339_prefix_keeps_its_offset() {
+        let mut clock = Clock::new(now());
         let s = syslog(
             "2026-11-23T07:12:40.123456+01:00 srv sshd-session[4242]: Failed password for root from ::1 port 22 ssh2",
-            &mut Clock::new(now()),
+            &mut clock,
         )
         .unwrap();
-        assert_eq!(s.time.as_deref(), Some("2026-11-23T07:12:40.123456+01:00"));
+        assert_eq!(s.time, Some("2026-11-23T07:12:40.123456+01:00"));
         assert_eq!((s.program, s.pid), ("sshd-session", Some(4242)));
     }
 

@@ -5,18 +5,43 @@ use std::io::{self, Read};
 
 use memchr::{memchr, memrchr};
 
-/// Bytes read per system call: large blocks let two threads share the encoding.
-pub const CHUNK: usize = 4 << 20;
+/// Bytes read per system call when lines are encoded: each block is encoded on a worker
+/// thread while the next ones are read and the earlier ones written.
+pub const CHUNK: usize = 1 << 20;
 
 /// Bytes read per system call when lines are only copied through: small enough to stay in
 /// the CPU cache between the read and the write.
 pub const COPY_CHUNK: usize = 1 << 20;
 
+/// Whole lines read from a file, handed over by value so that they can be encoded on another
+/// thread while the next ones are read.
+#[derive(Debug)]
+pub struct Block {
+    /// The buffer read into; the lines are `buf[start..end]`.
+    pub buf: Vec<u8>,
+    /// Where the lines start in `buf`.
+    pub start: usize,
+    /// Where they end.
+    pub end: usize,
+    /// Where they start in the file.
+    pub offset: u64,
+}
+
+impl Block {
+    /// The lines: each ends in `\n`, except that the last one lacks it when a finished file
+    /// ends without a newline.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
 /// Receives what [`LineReader::read`] finds.
 pub trait LineSink {
-    /// `data` holds whole lines, each ending in `\n`, except that the last one lacks it when a
-    /// finished file ends without a newline; `offset` is where `data` starts in the file.
-    fn block(&mut self, data: &[u8], offset: u64) -> anyhow::Result<()>;
+    /// Whole lines (see [`Block::data`]).
+    fn block(&mut self, block: Block) -> anyhow::Result<()>;
+    /// A buffer to read the next block into: one of an earlier block that is done with, or a
+    /// new empty one.
+    fn recycle(&mut self) -> Vec<u8>;
     /// A line longer than the limit: its first `prefix.len()` bytes, starting at `offset`.
     fn long_line(&mut self, prefix: &[u8], offset: u64) -> anyhow::Result<()>;
     /// Everything before `offset` has been handed over (a moment to save the position).
@@ -28,8 +53,9 @@ pub trait LineSink {
     }
 }
 
-/// A reusable line splitter. Memory stays at about one chunk plus `max_line` whatever the
-/// file's size.
+/// A reusable line splitter. It holds one buffer of about one chunk (up to `max_line` for a
+/// long line) at a time, whatever the file's size; the buffers it hands over come back
+/// through [`LineSink::recycle`].
 #[derive(Debug)]
 pub struct LineReader {
     buf: Vec<u8>,
@@ -106,9 +132,9 @@ impl LineReader {
             hi += n;
             if let Some(at) = memrchr(b'\n', &self.buf[lo..hi]) {
                 let end = lo + at + 1;
-                sink.block(&self.buf[lo..end], base)?;
+                self.hand_over(lo, end, hi, base, sink)?;
                 base += (end - lo) as u64;
-                lo = end;
+                (lo, hi) = (0, hi - end);
                 sink.consumed(base)?;
             }
         }
@@ -132,13 +158,33 @@ impl LineReader {
                 Ok(base)
             }
             None if finish && hi > lo => {
-                sink.block(&self.buf[lo..hi], base)?;
+                self.hand_over(lo, hi, hi, base, sink)?;
                 let end = base + (hi - lo) as u64;
                 sink.consumed(end)?;
                 Ok(end)
             }
             None => Ok(base),
         }
+    }
+
+    /// Hands `buf[lo..end]` (starting at file offset `offset`) over and goes on in another
+    /// buffer, into which the incomplete line `buf[end..hi]` is carried.
+    fn hand_over(
+        &mut self,
+        lo: usize,
+        end: usize,
+        hi: usize,
+        offset: u64,
+        sink: &mut dyn LineSink,
+    ) -> anyhow::Result<()> {
+        let mut next = sink.recycle();
+        let size = self.chunk.max(hi - end);
+        if next.len() < size {
+            next.resize(size, 0);
+        }
+        next[..hi - end].copy_from_slice(&self.buf[end..hi]);
+        let buf = std::mem::replace(&mut self.buf, next);
+        sink.block(Block { buf, start: lo, end, offset })
     }
 }
 
@@ -158,17 +204,22 @@ mod tests {
     #[derive(Default)]
     struct Collect {
         lines: Vec<(Vec<u8>, u64, bool)>,
+        spare: Vec<Vec<u8>>,
     }
 
     impl LineSink for Collect {
-        fn block(&mut self, data: &[u8], offset: u64) -> anyhow::Result<()> {
+        fn block(&mut self, block: Block) -> anyhow::Result<()> {
             let mut at = 0;
-            for line in data.split_inclusive(|&b| b == b'\n') {
+            for line in block.data().split_inclusive(|&b| b == b'\n') {
                 let text = line.strip_suffix(b"\n").unwrap_or(line);
-                self.lines.push((text.to_vec(), offset + at, false));
+                self.lines.push((text.to_vec(), block.offset + at, false));
                 at += line.len() as u64;
             }
+            self.spare.push(block.buf);
             Ok(())
+        }
+        fn recycle(&mut self) -> Vec<u8> {
+            self.spare.pop().unwrap_or_default()
         }
         fn long_line(&mut self, prefix: &[u8], offset: u64) -> anyhow::Result<()> {
             self.lines.push((prefix.to_vec(), offset, true));

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
@@ -13,7 +14,7 @@ use opsline::{Code, StateFile, WithCode};
 use tracing::{info, warn};
 
 use crate::emit::{Emitter, Origin};
-use crate::reader::{LineReader, LineSink};
+use crate::reader::{Block, LineReader, LineSink};
 use crate::rotation::{self, Candidate, Finder};
 use crate::state::{FINGERPRINT_LEN, Fingerprint, Position, State};
 
@@ -98,7 +99,7 @@ impl Session {
     /// Saves, flushes and returns the exit status.
     pub fn finish(mut self) -> anyhow::Result<Code> {
         self.core.save()?;
-        Ok(self.core.emitter.finish()?)
+        self.core.emitter.finish()
     }
 }
 
@@ -503,7 +504,7 @@ impl Tailer {
         source: &mut Source,
         finish: bool,
     ) -> anyhow::Result<bool> {
-        let origin = Origin::new(&self.key, &source.path.to_string_lossy(), source.inode);
+        let origin = Arc::new(Origin::new(&self.key, &source.path.to_string_lossy(), source.inode));
         let message = format!("cannot read {}", source.path.display());
         let what = || message.clone();
         let start = source.start;
@@ -568,15 +569,19 @@ fn open_all(candidates: &[Candidate], sources: &mut Vec<Source>) -> bool {
 struct Checkpoints<'a> {
     core: &'a mut Core,
     key: &'a str,
-    origin: &'a Origin,
+    origin: &'a Arc<Origin>,
     /// A plain file and its first bytes, to notice a truncation during the read.
     check: Option<(File, Vec<u8>)>,
     changed: bool,
 }
 
 impl LineSink for Checkpoints<'_> {
-    fn block(&mut self, data: &[u8], offset: u64) -> anyhow::Result<()> {
-        self.core.emitter.block(self.origin, data, offset)
+    fn block(&mut self, block: Block) -> anyhow::Result<()> {
+        self.core.emitter.block(self.origin, block)
+    }
+
+    fn recycle(&mut self) -> Vec<u8> {
+        self.core.emitter.recycle()
     }
 
     fn long_line(&mut self, prefix: &[u8], offset: u64) -> anyhow::Result<()> {
