@@ -11,14 +11,17 @@ use crate::cli::{Cli, Command, LogArgs, SnapshotArgs};
 use crate::engine::{
     ClosedSession, Engine, Flow, KeyInfo, Options, Saved, ServerEvent, Sink, UsageEvent,
 };
-use crate::input::{feed, feed_stdin, open, order_by_first_date, unwrap_record};
+use crate::input::{feed_blocks, feed_stdin, open, order_by_first_date, unwrap_record};
 use crate::net::{Enricher, IpMatch, PcTable, parse_snapshots};
 use crate::output::{Format, Output, Spreadsheets};
+use crate::prepare::Preparer;
 use crate::report::{By, Per, Periods, Report};
 use crate::zone::{DayClock, Zone};
 
 const STATE_VERSION: u32 = 1;
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Beyond a few, more threads parsing would only wait for the engine.
+const MAX_PREPARERS: usize = 4;
 
 const EVENT_COLUMNS: &[&str] =
     &["time", "event", "daemon", "feature", "user", "host", "licenses", "reason", "ip", "pc.name"];
@@ -300,13 +303,14 @@ fn read_inputs<S: Sink>(
     driver: &mut Driver<'_, S>,
 ) -> anyhow::Result<()> {
     let files: Vec<PathBuf> = log.logs.iter().filter(|p| *p != Path::new("-")).cloned().collect();
+    let mut preparers = preparers(log.fold_case);
     for path in order_by_first_date(&files)? {
         driver.engine.set_source(&path.display().to_string());
-        let flow = feed(open(&path)?, |raw| {
+        let flow = feed_blocks(open(&path)?, &mut preparers, |block| {
             if ctx.shutdown.requested() {
                 return Ok(Flow::Stop);
             }
-            driver.line(raw)
+            driver.engine.block(block, driver.sink)
         })
         .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
         if flow == Flow::Stop {
@@ -319,6 +323,13 @@ fn read_inputs<S: Sink>(
         feed_stdin(&ctx.shutdown, |raw| cell.borrow_mut().line(raw), || cell.borrow_mut().idle())?;
     }
     Ok(())
+}
+
+/// One preparer per core (numbered from 1: the engine's own is 0), so that parsing keeps up
+/// with the engine.
+fn preparers(fold_case: bool) -> Vec<Preparer> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (1..=cores.clamp(1, MAX_PREPARERS)).map(|id| Preparer::new(id, fold_case)).collect()
 }
 
 fn summarise(engine: &Engine, strict: bool) -> Code {

@@ -9,13 +9,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::dates::{DateTracker, Resync};
-use crate::fasthash::FastMap;
+pub use crate::keys::KeyId;
+use crate::keys::{Keys, Lookup};
 use crate::net::{Enricher, IpMatch};
-use crate::parse::{Anchor, Kind, Line, LineTime, Message, Parsed, Usage, parse_line};
+use crate::open::OpenTable;
+use crate::parse::{Anchor, Kind, Line, LineTime, Message, Parsed, parse_line};
+use crate::prepare::{Block, Entry, Preparer, UsageEntry};
 use crate::zone::DayClock;
-
-/// Index of a (daemon, feature, user, host) key.
-pub type KeyId = u32;
 
 /// One session key, as text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,9 +28,6 @@ pub struct KeyInfo {
     pub user: String,
     /// The client host.
     pub host: String,
-    /// Whether `--user`/`--feature` let this key through.
-    #[serde(skip)]
-    pub selected: bool,
 }
 
 /// The checkouts a key holds right now.
@@ -146,6 +143,14 @@ pub trait Sink {
     }
 }
 
+/// What the engine needs of a usage line.
+#[derive(Debug, Clone, Copy)]
+struct UsageLine<'a> {
+    kind: Kind,
+    licenses: u32,
+    reason: Option<&'a [u8]>,
+}
+
 /// Whether to go on reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -213,15 +218,23 @@ pub struct Engine {
     options: Options,
     users: HashSet<String>,
     features: HashSet<String>,
-    ids: FastMap<Box<[u8]>, KeyId>,
+    ids: Keys,
     keys: Vec<KeyInfo>,
-    open: Vec<Option<OpenSession>>,
+    /// Whether `--user`/`--feature` let each key through (apart from `keys`, which is large
+    /// and rarely needed on a line).
+    selected: Vec<bool>,
+    /// Prepares the lines fed one by one with [`Engine::line`].
+    preparer: Preparer,
+    /// Keys found in the lines given to [`Engine::line`], for [`Engine::learn`].
+    found: Vec<(KeyId, KeyInfo)>,
+    /// For each preparer, its key numbers in ours.
+    translate: Vec<Vec<KeyId>>,
+    open: OpenTable,
     daemons: Vec<(String, i64)>,
     port: Option<u16>,
     pending: VecDeque<(i64, KeyId)>,
     last_epoch: Option<i64>,
     enricher: Option<Enricher>,
-    key_buf: Vec<u8>,
     /// Emptied checkout lists of ended sessions, reused so that a session costs no allocation.
     spare: Vec<Vec<(i64, u32)>>,
     /// The daemon of the previous line as written, and its index in `daemons`.
@@ -236,21 +249,25 @@ impl Engine {
     /// A new engine for wall-clock times in `clock`'s zone.
     pub fn new(clock: DayClock, options: Options, enricher: Option<Enricher>) -> Self {
         let fold = |u: &String| if options.fold_case { u.to_lowercase() } else { u.clone() };
+        let preparer = Preparer::new(0, options.fold_case);
         Engine {
             tracker: DateTracker::new(options.start_date),
             clock,
             users: options.users.iter().map(fold).collect(),
             features: options.features.iter().cloned().collect(),
             options,
-            ids: FastMap::default(),
+            ids: Keys::default(),
+            preparer,
+            found: Vec::new(),
+            translate: Vec::new(),
             keys: Vec::new(),
-            open: Vec::new(),
+            open: OpenTable::default(),
+            selected: Vec::new(),
             daemons: Vec::new(),
             port: None,
             pending: VecDeque::new(),
             last_epoch: None,
             enricher,
-            key_buf: Vec::with_capacity(256),
             spare: Vec::new(),
             last_daemon: (Vec::new(), usize::MAX),
             stats: Stats::default(),
@@ -274,10 +291,10 @@ impl Engine {
     pub fn open_sessions(&self) -> Vec<(&KeyInfo, &OpenSession)> {
         let mut open: Vec<_> = self
             .open
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (&self.keys[i], s)))
-            .filter(|(k, _)| k.selected)
+            .keys()
+            .into_iter()
+            .filter(|&id| self.selected[id as usize])
+            .filter_map(|id| self.open.get(id).map(|s| (&self.keys[id as usize], s)))
             .collect();
         open.sort_by_key(|(k, s)| (s.start, k.user.clone(), k.host.clone(), k.feature.clone()));
         open
@@ -285,26 +302,104 @@ impl Engine {
 
     /// Feeds one line (with or without its ending).
     pub fn line<S: Sink>(&mut self, raw: &[u8], sink: &mut S) -> anyhow::Result<Flow> {
+        let mut found = std::mem::take(&mut self.found);
+        let entry = self.preparer.line(raw, &mut found);
+        self.learn(0, &mut found);
+        self.found = found;
+        self.entry(0, raw, entry, sink)
+    }
+
+    /// Feeds the lines of a block that a [`Preparer`] has been through.
+    pub fn block<S: Sink>(&mut self, block: &mut Block, sink: &mut S) -> anyhow::Result<Flow> {
+        self.learn(block.preparer, &mut block.new_keys);
+        for &(span, entry) in &block.lines {
+            if self.entry(block.preparer, span.of(&block.bytes), entry, sink)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Takes in the keys a preparer met for the first time.
+    fn learn(&mut self, preparer: usize, found: &mut Vec<(KeyId, KeyInfo)>) {
+        if self.translate.len() <= preparer {
+            self.translate.resize_with(preparer + 1, Vec::new);
+        }
+        for (theirs, info) in found.drain(..) {
+            let ours = self.key(info);
+            let table = &mut self.translate[preparer];
+            let at = theirs as usize;
+            if table.len() <= at {
+                table.resize(at + 1, KeyId::MAX);
+            }
+            table[at] = ours;
+        }
+    }
+
+    fn entry<S: Sink>(
+        &mut self,
+        preparer: usize,
+        raw: &[u8],
+        entry: Entry,
+        sink: &mut S,
+    ) -> anyhow::Result<Flow> {
         self.stats.lines += 1;
         self.line_no += 1;
-        let line = match parse_line(raw) {
-            Parsed::Blank => {
+        match entry {
+            Entry::Blank => {
                 self.stats.blank += 1;
-                return Ok(Flow::Continue);
+                Ok(Flow::Continue)
             }
-            Parsed::Malformed(why) => {
+            Entry::Malformed(why) => {
                 self.malformed(why);
-                return Ok(Flow::Continue);
+                Ok(Flow::Continue)
             }
-            Parsed::Line(line) => line,
-        };
-        let Some(t) = self.date_line(&line) else {
-            // lmgrd writes a few notes before its dated banner: only lost usage matters.
-            if matches!(line.message, Message::Usage(_)) {
-                self.stats.undated += 1;
-            }
+            Entry::Usage(usage) => self.usage_line(preparer, raw, &usage, sink),
+            Entry::Other => match parse_line(raw) {
+                Parsed::Line(line) => self.other_line(&line, sink),
+                Parsed::Blank | Parsed::Malformed(_) => Ok(Flow::Continue),
+            },
+        }
+    }
+
+    fn usage_line<S: Sink>(
+        &mut self,
+        preparer: usize,
+        raw: &[u8],
+        usage: &UsageEntry,
+        sink: &mut S,
+    ) -> anyhow::Result<Flow> {
+        let Some(t) = self.date(usage.time, None) else {
+            // Usage before any date cannot be placed: count what is lost.
+            self.stats.undated += 1;
             return Ok(Flow::Continue);
         };
+        if self.advance(t, sink)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        let id = self.translate[preparer][usage.key as usize];
+        let reason = usage.reason.map(|r| r.of(raw));
+        let line = UsageLine { kind: usage.kind, licenses: usage.licenses, reason };
+        self.usage(t, id, &line, raw, sink)?;
+        self.seen(usage.daemon.of(raw), t);
+        Ok(Flow::Continue)
+    }
+
+    fn other_line<S: Sink>(&mut self, line: &Line<'_>, sink: &mut S) -> anyhow::Result<Flow> {
+        // lmgrd writes a few notes before its dated banner: nothing is lost with them.
+        let Some(t) = self.date(line.time, line.message.anchor()) else {
+            return Ok(Flow::Continue);
+        };
+        if self.advance(t, sink)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        self.message(t, line, sink)?;
+        self.seen(line.daemon, t);
+        Ok(Flow::Continue)
+    }
+
+    /// Moves the clock on to a line at `t`; stops after `--until`/`--at`.
+    fn advance<S: Sink>(&mut self, t: i64, sink: &mut S) -> anyhow::Result<Flow> {
         if let Some(stop) = self.options.stop_after.filter(|&stop| t > stop) {
             // What was open is known to have lasted until the stop time.
             self.last_epoch = Some(stop);
@@ -312,8 +407,6 @@ impl Engine {
         }
         self.last_epoch = Some(self.last_epoch.map_or(t, |l| l.max(t)));
         self.expire_denials(t, sink)?;
-        self.message(t, &line, raw, sink)?;
-        self.seen(line.daemon, t);
         Ok(Flow::Continue)
     }
 
@@ -331,11 +424,11 @@ impl Engine {
         }
     }
 
-    /// The line's Unix time, from the running date.
-    fn date_line(&mut self, line: &Line<'_>) -> Option<i64> {
-        match line.time {
+    /// The Unix time of a line at `time`, from the running date or the date the line states.
+    fn date(&mut self, time: LineTime, anchor: Option<(NaiveDate, Anchor)>) -> Option<i64> {
+        match time {
             LineTime::Clock(secs) => {
-                let date = match line.message.anchor() {
+                let date = match anchor {
                     Some((date, anchor)) => {
                         let resync = self.tracker.anchor(date, secs);
                         self.warn_resync(resync, anchor);
@@ -401,16 +494,10 @@ impl Engine {
         self.daemons.iter().find(|(d, _)| d.eq_ignore_ascii_case(daemon)).map_or(t, |(_, s)| *s)
     }
 
-    fn message<S: Sink>(
-        &mut self,
-        t: i64,
-        line: &Line<'_>,
-        raw: &[u8],
-        sink: &mut S,
-    ) -> anyhow::Result<()> {
+    /// A line other than usage (those come prepared, as [`Entry::Usage`]).
+    fn message<S: Sink>(&mut self, t: i64, line: &Line<'_>, sink: &mut S) -> anyhow::Result<()> {
         let daemon = line.daemon;
         match line.message {
-            Message::Usage(usage) => self.usage(t, daemon, &usage, raw, sink),
             Message::UnknownUsage(_) => {
                 self.stats.unknown_kinds += 1;
                 Ok(())
@@ -434,7 +521,9 @@ impl Engine {
                 self.port = Some(port);
                 self.server(t, "port", vendor, 0, Some(port), sink)
             }
-            Message::Timestamp(_) | Message::DateLine(_) | Message::Other => Ok(()),
+            Message::Usage(_) | Message::Timestamp(_) | Message::DateLine(_) | Message::Other => {
+                Ok(())
+            }
         }
     }
 
@@ -451,74 +540,31 @@ impl Engine {
         sink.server(t, &ServerEvent { event, daemon: &daemon, closed, port })
     }
 
-    fn key_id(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
-        let buf = &mut self.key_buf;
-        buf.clear();
-        buf.extend_from_slice(daemon);
-        buf.make_ascii_lowercase();
-        buf.push(0);
-        buf.extend_from_slice(usage.feature);
-        buf.push(0);
-        if self.options.fold_case && usage.user.is_ascii() {
-            buf.extend(usage.user.iter().map(u8::to_ascii_lowercase));
-        } else if self.options.fold_case {
-            buf.extend_from_slice(String::from_utf8_lossy(usage.user).to_lowercase().as_bytes());
-        } else {
-            buf.extend_from_slice(usage.user);
-        }
-        buf.push(0);
-        buf.extend_from_slice(usage.host);
-        if let Some(&id) = self.ids.get(&buf[..]) {
-            return id;
-        }
-        self.new_key(daemon, usage)
-    }
-
-    fn new_key(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let mut user = text(usage.user);
-        if self.options.fold_case {
-            user = user.to_lowercase();
-        }
-        let feature = text(usage.feature);
-        let selected = (self.users.is_empty() || self.users.contains(&user))
-            && (self.features.is_empty() || self.features.contains(&feature));
-        let info = KeyInfo {
-            daemon: text(daemon).to_ascii_lowercase(),
-            feature,
-            user,
-            host: text(usage.host),
-            selected,
-        };
-        self.insert_key(info)
-    }
-
-    fn insert_key(&mut self, info: KeyInfo) -> KeyId {
-        let id = KeyId::try_from(self.keys.len()).unwrap_or(KeyId::MAX);
-        let mut key = Vec::with_capacity(64);
-        for (i, part) in [&info.daemon, &info.feature, &info.user, &info.host].iter().enumerate() {
-            if i > 0 {
-                key.push(0);
+    /// Our id of a key, given as text by a preparer or read back from `--state`.
+    fn key(&mut self, info: KeyInfo) -> KeyId {
+        match self.ids.text(&info.daemon, &info.feature, &info.user, &info.host) {
+            Lookup::Known(id) => id,
+            Lookup::New(id) => {
+                let selected = (self.users.is_empty() || self.users.contains(&info.user))
+                    && (self.features.is_empty() || self.features.contains(&info.feature));
+                self.selected.push(selected);
+                self.keys.push(info);
+                self.open.add_key();
+                id
             }
-            key.extend_from_slice(part.as_bytes());
         }
-        self.ids.insert(key.into_boxed_slice(), id);
-        self.keys.push(info);
-        self.open.push(None);
-        id
     }
 
     fn usage<S: Sink>(
         &mut self,
         t: i64,
-        daemon: &[u8],
-        usage: &Usage<'_>,
+        id: KeyId,
+        usage: &UsageLine<'_>,
         raw: &[u8],
         sink: &mut S,
     ) -> anyhow::Result<()> {
-        let id = self.key_id(daemon, usage);
         let idx = id as usize;
-        if !self.keys[idx].selected {
+        if !self.selected[idx] {
             return Ok(());
         }
         match usage.kind {
@@ -544,22 +590,21 @@ impl Engine {
         &mut self,
         t: i64,
         id: KeyId,
-        usage: &Usage<'_>,
+        usage: &UsageLine<'_>,
         raw: &[u8],
         sink: &mut S,
     ) -> anyhow::Result<()> {
         self.resolve_denials(id, sink)?;
         let idx = id as usize;
         let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
-        let started = self.open[idx].is_none();
-        let spare = &mut self.spare;
-        let session = self.open[idx].get_or_insert_with(|| OpenSession {
-            start: t,
-            checkouts: spare.pop().unwrap_or_default(),
-            max_licenses: 0,
-            outs: 0,
-            ip: ip.clone(),
-        });
+        let started = !self.open.is_open(id);
+        if started {
+            let checkouts = self.spare.pop().unwrap_or_default();
+            let session =
+                OpenSession { start: t, checkouts, max_licenses: 0, outs: 0, ip: ip.clone() };
+            self.open.insert(id, session);
+        }
+        let Some(session) = self.open.get_mut(id) else { return Ok(()) };
         session.checkouts.push((t, usage.licenses));
         session.outs += 1;
         session.max_licenses = session.max_licenses.max(session.held());
@@ -581,7 +626,7 @@ impl Engine {
         &mut self,
         t: i64,
         id: KeyId,
-        usage: &Usage<'_>,
+        usage: &UsageLine<'_>,
         sink: &mut S,
     ) -> anyhow::Result<()> {
         let idx = id as usize;
@@ -594,7 +639,7 @@ impl Engine {
             ip: None,
         };
         sink.usage(t, &event)?;
-        let Some(session) = self.open[idx].as_mut().filter(|s| !s.checkouts.is_empty()) else {
+        let Some(session) = self.open.get_mut(id).filter(|s| !s.checkouts.is_empty()) else {
             self.stats.unmatched_in += 1;
             return Ok(());
         };
@@ -603,7 +648,7 @@ impl Engine {
         let delta = Delta { licenses: -i64::from(licenses), checkouts: -1, session_started: false };
         sink.change(t, id, key, delta)?;
         if session.checkouts.is_empty()
-            && let Some(session) = self.open[idx].take()
+            && let Some(session) = self.open.take(id)
         {
             let closed_by = closed_by(usage.reason);
             let closed =
@@ -632,15 +677,14 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<u32> {
         let mut closed = 0;
-        for idx in 0..self.open.len() {
+        for id in self.open.keys() {
+            let idx = id as usize;
             let key = &self.keys[idx];
-            if self.open[idx].is_none()
-                || daemon.is_some_and(|d| !key.daemon.as_bytes().eq_ignore_ascii_case(d))
-            {
+            if daemon.is_some_and(|d| !key.daemon.as_bytes().eq_ignore_ascii_case(d)) {
                 continue;
             }
             let end = self.last_seen(&key.daemon, t);
-            if let Some(session) = self.open[idx].take() {
+            if let Some(session) = self.open.take(id) {
                 self.close(idx, &session, end.max(session.start), "restart", Some(end), sink)?;
                 self.recycle(session);
                 closed += 1;
@@ -705,12 +749,12 @@ impl Engine {
             return Ok(());
         }
         let end = self.last_epoch.unwrap_or_default();
-        let mut order: Vec<usize> =
-            (0..self.open.len()).filter(|&i| self.open[i].is_some()).collect();
-        order.sort_by_key(|&i| self.open[i].as_ref().map(|s| s.start));
-        for idx in order {
-            if let Some(session) = self.open[idx].as_ref().filter(|_| self.keys[idx].selected) {
-                self.close(idx, session, end.max(session.start), "open", None, sink)?;
+        let mut order = self.open.keys();
+        order.retain(|&id| self.selected[id as usize]);
+        order.sort_by_key(|&id| self.open.get(id).map(|s| s.start));
+        for id in order {
+            if let Some(session) = self.open.get(id) {
+                self.close(id as usize, session, end.max(session.start), "open", None, sink)?;
             }
         }
         Ok(())
@@ -720,9 +764,9 @@ impl Engine {
     pub fn save(&self) -> Saved {
         let open = self
             .open
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (self.keys[i].clone(), s.clone())))
+            .keys()
+            .into_iter()
+            .filter_map(|id| self.open.get(id).map(|s| (self.keys[id as usize].clone(), s.clone())))
             .collect();
         Saved {
             tracker: self.tracker.clone(),
@@ -742,11 +786,9 @@ impl Engine {
         self.port = self.port.or(saved.port);
         self.daemons = saved.daemons;
         self.last_daemon = (Vec::new(), usize::MAX);
-        for (mut info, session) in saved.open {
-            info.selected = (self.users.is_empty() || self.users.contains(&info.user))
-                && (self.features.is_empty() || self.features.contains(&info.feature));
-            let id = self.insert_key(info);
-            self.open[id as usize] = Some(session);
+        for (info, session) in saved.open {
+            let id = self.key(info);
+            self.open.insert(id, session);
         }
     }
 }

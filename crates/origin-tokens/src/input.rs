@@ -12,8 +12,11 @@ use opsline::{Code, Shutdown, WithCode};
 
 use crate::engine::Flow;
 use crate::parse::{LineTime, Parsed, parse_line};
+use crate::prepare::{Block, Preparer};
 
 const BUFFER: usize = 1 << 20;
+/// Blocks handed to each preparer at a time: enough to keep it busy while the engine works.
+const BLOCKS_AHEAD: usize = 2;
 /// How far into a file to look for its first date when ordering files.
 const ORDER_SCAN_LINES: usize = 200_000;
 
@@ -147,6 +150,85 @@ fn lines(
         start = nl + 1;
     }
     Ok((start, Flow::Continue))
+}
+
+/// Reads `reader` in blocks of whole lines, has `preparers` work on them on threads of their
+/// own, and gives them back to `f` in order.
+pub fn feed_blocks(
+    reader: impl Read,
+    preparers: &mut [Preparer],
+    mut f: impl FnMut(&mut Block) -> anyhow::Result<Flow>,
+) -> anyhow::Result<Flow> {
+    std::thread::scope(|scope| {
+        let mut jobs = Vec::with_capacity(preparers.len());
+        let mut done = Vec::with_capacity(preparers.len());
+        for preparer in preparers.iter_mut() {
+            let (job_sender, job_receiver) = crossbeam_channel::bounded::<Block>(BLOCKS_AHEAD);
+            let (done_sender, done_receiver) = crossbeam_channel::unbounded::<Block>();
+            scope.spawn(move || {
+                for mut block in job_receiver {
+                    preparer.block(&mut block);
+                    if done_sender.send(block).is_err() {
+                        return;
+                    }
+                }
+            });
+            jobs.push(job_sender);
+            done.push(done_receiver);
+        }
+        let mut blocks = Blocks::new(reader);
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut spare = Vec::new();
+        let mut next = 0;
+        loop {
+            while in_flight.len() < jobs.len() * BLOCKS_AHEAD {
+                let Some(block) = blocks.next(spare.pop().unwrap_or_default())? else { break };
+                jobs[next].send(block)?;
+                in_flight.push_back(next);
+                next = (next + 1) % jobs.len();
+            }
+            let Some(worker) = in_flight.pop_front() else { return Ok(Flow::Continue) };
+            let mut block = done[worker].recv()?;
+            if f(&mut block)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            spare.push(block);
+        }
+    })
+}
+
+/// Cuts a reader into blocks of whole lines.
+struct Blocks<R> {
+    reader: R,
+    /// The start of a line that the previous block could not hold whole.
+    carry: Vec<u8>,
+    end: bool,
+}
+
+impl<R: Read> Blocks<R> {
+    fn new(reader: R) -> Self {
+        Blocks { reader, carry: Vec::new(), end: false }
+    }
+
+    /// The next block, in `block`'s buffer; `None` at the end of the input.
+    fn next(&mut self, mut block: Block) -> io::Result<Option<Block>> {
+        let bytes = &mut block.bytes;
+        bytes.clear();
+        bytes.append(&mut self.carry);
+        while !self.end {
+            // Read no more than the buffer holds: growing it would copy the block.
+            bytes.reserve(BUFFER.saturating_sub(bytes.len()).max(BUFFER / 4));
+            let want = bytes.capacity() - bytes.len();
+            let n = (&mut self.reader).take(want as u64).read_to_end(bytes)?;
+            self.end = n == 0;
+            if let Some(last) = memchr::memrchr(b'\n', bytes).filter(|_| bytes.len() >= BUFFER) {
+                self.carry.extend_from_slice(&bytes[last + 1..]);
+                bytes.truncate(last + 1);
+                break;
+            }
+        }
+        Ok((!bytes.is_empty()).then_some(block))
+    }
 }
 
 /// Like [`feed`] on standard input, read on a thread of its own so that a stop (SIGTERM) is

@@ -160,6 +160,9 @@ pub struct Usage<'a> {
     pub user: &'a [u8],
     /// The run after the last `@`.
     pub host: &'a [u8],
+    /// `user@host` as one slice of the line, when the line writes exactly that (no white
+    /// space before the `@`): a key for lookups that needs no copying.
+    pub client: Option<&'a [u8]>,
     /// `(N licenses)`, 1 when absent.
     pub licenses: u32,
     /// The text of the first parenthesised reason (`INACTIVE`, an error text …).
@@ -371,9 +374,11 @@ fn parse_usage(kind: Kind, rest: &[u8]) -> Result<Usage<'_>, &'static str> {
     if host.is_empty() || user.is_empty() {
         return Err("usage line without user@host");
     }
+    let lead = at - trim_start(&region[..at]).len();
+    let client = (lead + user.len() == at).then(|| &region[lead..at + 1 + host_end]);
     let tail = &rest[region_end.min(at + 1 + host_end)..];
     let (licenses, reason) = parse_tail(tail);
-    Ok(Usage { kind, feature, user, host, licenses, reason })
+    Ok(Usage { kind, feature, user, host, client, licenses, reason })
 }
 
 /// Where two spaces (the end of `user@host`) start; a plain scan, since the run is short.

@@ -1,0 +1,101 @@
+//! The open sessions by key.
+//!
+//! Every usage line asks whether its key has a session open. Keys run to tens of thousands
+//! but few hold a session at any time, so each key has only a slot number and the sessions
+//! themselves sit together in a short list that stays in the cache.
+
+use crate::engine::OpenSession;
+use crate::keys::KeyId;
+
+const NONE: u32 = u32::MAX;
+
+/// Open sessions, found by key.
+#[derive(Debug, Default)]
+pub struct OpenTable {
+    /// For each key, its place in `live`, or [`NONE`].
+    slot: Vec<u32>,
+    live: Vec<(KeyId, OpenSession)>,
+}
+
+impl OpenTable {
+    /// Makes room for the next key.
+    pub fn add_key(&mut self) {
+        self.slot.push(NONE);
+    }
+
+    fn place(&self, key: KeyId) -> Option<usize> {
+        let slot = *self.slot.get(key as usize)?;
+        (slot != NONE).then_some(slot as usize)
+    }
+
+    /// Whether the key has a session open.
+    pub fn is_open(&self, key: KeyId) -> bool {
+        self.place(key).is_some()
+    }
+
+    /// The key's open session.
+    pub fn get(&self, key: KeyId) -> Option<&OpenSession> {
+        self.place(key).map(|i| &self.live[i].1)
+    }
+
+    /// The key's open session, to change.
+    pub fn get_mut(&mut self, key: KeyId) -> Option<&mut OpenSession> {
+        self.place(key).map(|i| &mut self.live[i].1)
+    }
+
+    /// Opens a session for the key (replacing one already open).
+    pub fn insert(&mut self, key: KeyId, session: OpenSession) {
+        match self.place(key) {
+            Some(i) => self.live[i].1 = session,
+            None => {
+                self.slot[key as usize] = u32::try_from(self.live.len()).unwrap_or(NONE);
+                self.live.push((key, session));
+            }
+        }
+    }
+
+    /// Closes the key's session, giving it back.
+    pub fn take(&mut self, key: KeyId) -> Option<OpenSession> {
+        let i = self.place(key)?;
+        self.slot[key as usize] = NONE;
+        let (_, session) = self.live.swap_remove(i);
+        if let Some(&(moved, _)) = self.live.get(i) {
+            self.slot[moved as usize] = u32::try_from(i).unwrap_or(NONE);
+        }
+        Some(session)
+    }
+
+    /// The keys with a session open, in key order.
+    pub fn keys(&self) -> Vec<KeyId> {
+        let mut keys: Vec<KeyId> = self.live.iter().map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(start: i64) -> OpenSession {
+        OpenSession { start, checkouts: vec![(start, 1)], max_licenses: 1, outs: 1, ip: None }
+    }
+
+    #[test]
+    fn sessions_come_and_go_by_key() {
+        let mut table = OpenTable::default();
+        (0..4).for_each(|_| table.add_key());
+        table.insert(2, session(20));
+        table.insert(0, session(0));
+        table.insert(3, session(30));
+        assert_eq!(table.keys(), [0, 2, 3]);
+        assert_eq!(table.take(2).map(|s| s.start), Some(20));
+        assert!(!table.is_open(2));
+        assert_eq!(table.take(2), None);
+        assert_eq!(table.get(3).map(|s| s.start), Some(30), "the moved session is still found");
+        table.get_mut(0).unwrap().outs = 5;
+        assert_eq!(table.get(0).map(|s| s.outs), Some(5));
+        assert_eq!(table.keys(), [0, 3]);
+        assert!(!table.is_open(1));
+    }
+}
