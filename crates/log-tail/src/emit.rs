@@ -141,12 +141,12 @@ impl Emitter {
 
     /// Writes the lines of `block` that pass the filter, after those of earlier blocks.
     pub fn block(&mut self, origin: &Arc<Origin>, block: Block) -> anyhow::Result<()> {
-        let stamp = Stamp::take();
         if self.encoder.lines.format == Format::Raw && self.encoder.filter.is_empty() {
-            self.raw_block(origin, &stamp, block.data(), block.offset)?;
+            self.raw_block(origin, block.data(), block.offset)?;
             self.spare.push(block.buf);
             return self.flushed();
         }
+        let stamp = Stamp::take();
         if self.threads == 0 {
             self.encoder.set_time(&stamp);
             self.encoder.block(origin, block.data(), block.offset, &mut self.buffer);
@@ -170,13 +170,7 @@ impl Emitter {
 
     /// Bare lines without a filter: copied through in pieces of at most `--max-line` bytes
     /// (whole lines, so none of them needs cutting); a longer line goes through the encoder.
-    fn raw_block(
-        &mut self,
-        origin: &Origin,
-        stamp: &Stamp,
-        data: &[u8],
-        offset: u64,
-    ) -> anyhow::Result<()> {
+    fn raw_block(&mut self, origin: &Origin, data: &[u8], offset: u64) -> anyhow::Result<()> {
         let max_line = self.encoder.lines.max_line;
         let mut rest = data;
         let mut at = offset;
@@ -194,7 +188,7 @@ impl Emitter {
                 piece
             } else {
                 let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-                self.encoder.set_time(stamp);
+                self.encoder.set_time(&Stamp::take());
                 self.encoder.block(origin, &rest[..end], at, &mut self.buffer);
                 self.write_buffer()?;
                 end

@@ -26,8 +26,6 @@ pub struct Syslog<'a> {
 pub struct Clock {
     now: DateTime<Local>,
     hour: Option<Hour>,
-    /// The last time formatted.
-    text: String,
 }
 
 /// An hour of local time as last seen.
@@ -37,16 +35,21 @@ struct Hour {
     month: u32,
     day: u32,
     hour: u32,
-    /// Its UTC offset, `+01:00`.
-    offset: String,
+    /// Its times as RFC 3339, `2026-11-23T07:MM:SS+01:00`: the minutes and seconds of the
+    /// last time formatted.
+    text: Vec<u8>,
     /// All of the hour falls in `year` (so its year need not be decided again).
     whole: bool,
 }
 
+/// Where the minutes and the seconds are in [`Hour::text`].
+const MINUTE_AT: usize = 14;
+const SECOND_AT: usize = 17;
+
 impl Clock {
     /// A clock that treats `now` as the present.
     pub fn new(now: DateTime<Local>) -> Self {
-        Clock { now, hour: None, text: String::new() }
+        Clock { now, hour: None }
     }
 
     /// Moves the present on (once per block of lines): the year of an hour may change.
@@ -68,19 +71,10 @@ impl Clock {
         if !known {
             self.look_up(month, day, time)?;
         }
-        let Hour { year, offset, .. } = self.hour.as_ref()?;
-        let year = u32::try_from(*year).ok()?;
-        let text = &mut self.text;
-        text.clear();
-        push_digits(text, year / 100);
-        push_digits(text, year % 100);
-        for (separator, n) in [('-', month), ('-', day), ('T', hour), (':', minute), (':', second)]
-        {
-            text.push(separator);
-            push_digits(text, n);
-        }
-        text.push_str(offset);
-        Some(text)
+        let text = &mut self.hour.as_mut()?.text;
+        text[MINUTE_AT..MINUTE_AT + 2].copy_from_slice(&two_digits(minute));
+        text[SECOND_AT..SECOND_AT + 2].copy_from_slice(&two_digits(second));
+        std::str::from_utf8(text).ok()
     }
 
     /// Decides the year of the time and its offset, into `self.hour`.
@@ -92,17 +86,17 @@ impl Clock {
         let whole = self.year(month, day, (hour, 0, 0)) == Some(year)
             && self.year(month, day, (hour, 59, 59)) == Some(year);
         let same = |h: &Hour| (h.year, h.month, h.day, h.hour) == (year, month, day, hour);
-        let offset = match self.hour.take() {
-            Some(known) if same(&known) => known.offset,
+        let text = match self.hour.take() {
+            Some(known) if same(&known) => known.text,
             _ => {
                 let date = NaiveDate::from_ymd_opt(year, month, day)?;
                 let clock = NaiveTime::from_hms_opt(time.0, time.1, time.2)?;
                 let local =
                     Local.from_local_datetime(&NaiveDateTime::new(date, clock)).earliest()?;
-                local.format("%:z").to_string()
+                local.format("%Y-%m-%dT%H:%M:%S%:z").to_string().into_bytes()
             }
         };
-        self.hour = Some(Hour { year, month, day, hour, offset, whole });
+        self.hour = Some(Hour { year, month, day, hour, text, whole });
         Some(())
     }
 
@@ -118,9 +112,8 @@ impl Clock {
 }
 
 /// Two decimal digits of `n` (below 100).
-fn push_digits(text: &mut String, n: u32) {
-    text.push(char::from(b'0' + (n / 10 % 10) as u8));
-    text.push(char::from(b'0' + (n % 10) as u8));
+fn two_digits(n: u32) -> [u8; 2] {
+    [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
 }
 
 /// Parses a classic (`Nov 23 07:12:40 host sshd[123]: …`) or RFC 3339 syslog prefix.

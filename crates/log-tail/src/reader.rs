@@ -7,11 +7,11 @@ use memchr::{memchr, memrchr};
 
 /// Bytes read per system call when lines are encoded: each block is encoded on a worker
 /// thread while the next ones are read and the earlier ones written.
-pub const CHUNK: usize = 1 << 20;
+pub const CHUNK: usize = 512 << 10;
 
 /// Bytes read per system call when lines are only copied through: small enough to stay in
-/// the CPU cache between the read and the write.
-pub const COPY_CHUNK: usize = 1 << 20;
+/// the CPU cache between the read and the write (as cat's buffer does).
+pub const COPY_CHUNK: usize = 128 << 10;
 
 /// Whole lines read from a file, handed over by value so that they can be encoded on another
 /// thread while the next ones are read.
