@@ -6,8 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectArgs {
     /// TOML file with any of: url, host, port, user, dir, identity, passphrase_file,
-    /// password_file, known_hosts, accept_new, connect_timeout, timeout, keepalive, transfers,
-    /// bwlimit, retries, retry_delay, verify (options and TARGET win over it)
+    /// password_file, known_hosts, accept_new, ciphers, connect_timeout, timeout, keepalive,
+    /// transfers, bwlimit, retries, retry_delay, verify (options and TARGET win over it)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -49,6 +49,12 @@ pub struct ConnectArgs {
     /// StrictHostKeyChecking=accept-new); a changed key is refused all the same
     #[arg(long)]
     pub accept_new: bool,
+
+    /// SSH ciphers to offer, comma-separated, most preferred first: the first that the server
+    /// also accepts is used [default: AES-CTR, then AES-GCM, then chacha20-poly1305; see
+    /// Encryption in ship-sftp(1)]
+    #[arg(long, value_name = "LIST")]
+    pub ciphers: Option<String>,
 
     /// Seconds to wait for the TCP connection [default: 10]
     #[arg(long, value_name = "SECS")]

@@ -11,6 +11,22 @@ use ssh2::{MethodType, Session, Sftp};
 use crate::hostkeys;
 use crate::settings::{Auth, Connect};
 
+/// Ciphers offered unless `--ciphers` says otherwise, cheapest first for libssh2 and OpenSSH
+/// together, as client and server often share a machine's cores. libssh2 hands OpenSSL one
+/// 16-byte block per call, so for AES the per-call cost dominates: CTR with a SHA-2 MAC (SHA
+/// instructions) costs it less than GCM, whose GHASH then goes block by block too, and less
+/// than its portable chacha20-poly1305; on the server AES costs less than chacha20-poly1305
+/// (medians of three 1 GiB uploads: client CPU 3.15 s CTR, 3.18 s chacha20-poly1305, 3.99 s
+/// GCM; server 2.76, 3.01 and 2.75 s). Only CTR with an SHA-2 MAC and AEAD ciphers: libssh2 would also offer CBC
+/// modes, 3DES, Blowfish, CAST and arcfour.
+pub const DEFAULT_CIPHERS: &str = "aes128-ctr,aes256-ctr,aes128-gcm@openssh.com,\
+                                   aes256-gcm@openssh.com,chacha20-poly1305@openssh.com";
+
+/// MACs for the CTR ciphers (the AEAD ciphers bring their own): SHA-2 only, encrypt-then-MAC
+/// first; libssh2 would also offer SHA-1, MD5 and RIPEMD-160.
+const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,\
+                    hmac-sha2-512";
+
 /// A live connection. All its objects share one lock inside libssh2, so each transfer thread
 /// has its own.
 #[allow(missing_debug_implementations)]
@@ -68,6 +84,7 @@ pub fn connect(settings: &Connect) -> Result<Connection, ConnectError> {
     session.set_timeout(u32::try_from(settings.timeout.as_millis()).unwrap_or(u32::MAX));
     session.set_tcp_stream(stream);
     pin_known_key_types(&session, settings).map_err(ConnectError::fatal)?;
+    prefer_algorithms(&session, &settings.ciphers).map_err(ConnectError::fatal)?;
     session.handshake().map_err(|e| {
         ConnectError::retry(err(Code::TempFail, format!("SSH handshake with {where_}: {e}")))
     })?;
@@ -118,6 +135,34 @@ fn tcp_connect(settings: &Connect) -> anyhow::Result<TcpStream> {
             last.map_or_else(|| "no address".to_owned(), |e| e.to_string())
         ),
     ))
+}
+
+/// Offers `ciphers` (checked against what this libssh2 supports) and the SHA-2 MACs, in both
+/// directions.
+fn prefer_algorithms(session: &Session, ciphers: &str) -> anyhow::Result<()> {
+    let supported = session.supported_algs(MethodType::CryptCs).unwrap_or_default();
+    let names: Vec<&str> = ciphers.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    if let Some(unknown) = names.iter().find(|name| !supported.contains(name)) {
+        return Err(err(
+            Code::Usage,
+            format!("unknown cipher {unknown:?} in --ciphers (known: {})", supported.join(",")),
+        ));
+    }
+    if names.is_empty() {
+        return Err(err(Code::Usage, "--ciphers names no cipher"));
+    }
+    let ciphers = names.join(",");
+    for (method, list) in [
+        (MethodType::CryptCs, ciphers.as_str()),
+        (MethodType::CryptSc, ciphers.as_str()),
+        (MethodType::MacCs, MACS),
+        (MethodType::MacSc, MACS),
+    ] {
+        session
+            .method_pref(method, list)
+            .map_err(|e| err(Code::Unavailable, format!("libssh2 refuses {list}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Asks for a host key of a type known_hosts already holds, so a server with several keys is

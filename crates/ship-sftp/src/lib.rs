@@ -7,6 +7,7 @@
 //! [`prune`] (which files are old), [`mirror`] (the log archive agent).
 
 pub mod args;
+pub mod bulk;
 pub mod connect;
 pub mod hostkeys;
 pub mod limit;
@@ -67,7 +68,19 @@ keepalives are sent while idle. A lost or stalled connection is reconnected with
 the file restarted from scratch; after --retries the file gets an error record and the exit \
 status is 75, so cron tries again. Files go in parallel over --transfers separate SSH sessions, \
 and a file of 64 MiB or more checked by size is written in ranges over up to --transfers \
-sessions at once (libssh2 needs more CPU per byte than OpenSSH; this spreads it over cores).
+sessions at once (libssh2 needs more CPU per byte than OpenSSH; this spreads it over cores). \
+Files of 8 MiB or more are written over an SFTP channel of their own with requests as large as \
+the server allows (255 KiB for OpenSSH, which says so through limits@openssh.com; 32 KiB for \
+servers that do not say), a few times fewer than libssh2's 30,000-byte requests.
+
+Encryption: the ciphers offered are, in this order, aes128-ctr, aes256-ctr, \
+aes128-gcm@openssh.com, aes256-gcm@openssh.com and chacha20-poly1305@openssh.com, and the MACs \
+hmac-sha2-256-etm@openssh.com, hmac-sha2-512-etm@openssh.com, hmac-sha2-256 and hmac-sha2-512 \
+(AES-GCM and chacha20-poly1305 bring their own). On a CPU with AES and SHA instructions AES-CTR \
+with HMAC-SHA-256 is what costs libssh2 and the server the least CPU together; chacha20-poly1305 \
+comes last because both ends compute it in software. CBC modes, 3DES, Blowfish, CAST, arcfour, \
+SHA-1 and MD5 are never offered. --ciphers replaces the cipher list, for example \
+--ciphers chacha20-poly1305@openssh.com on machines without AES instructions.
 
 Retention (--keep-days N): after every file of the run arrived (never otherwise), files of the \
 target folder older than N days are deleted: names matching --prune-glob (default: any name \

@@ -4,14 +4,13 @@
 //! own offset) use the other cores.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use ssh2::{OpenFlags, OpenType};
-
+use crate::bulk::{self, BulkWriter};
 use crate::connect::Connection;
 use crate::limit::RateLimit;
-use crate::transfer::{Failure, SLICE, classify, io_failure};
+use crate::transfer::{Failure, SLICE};
 
 /// Files are split only into ranges at least this large: below, another session's handshake
 /// costs more than it saves.
@@ -29,11 +28,11 @@ pub fn ranges(size: u64, sessions: usize) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Writes `ranges` of `local` into `temp` (already created and truncated through `first`),
-/// the first range over `conn`, the others over `helpers`, and closes every handle.
+/// Writes `ranges` of `local` into `temp`, the first range over `first` (already created and
+/// truncated, on `conn`), the others over `helpers`, and closes every handle.
 pub fn send_ranges(
     conn: &Connection,
-    mut first: ssh2::File,
+    first: BulkWriter,
     helpers: Vec<Connection>,
     local: &Path,
     temp: &str,
@@ -54,10 +53,7 @@ pub fn send_ranges(
                 })
             })
             .collect();
-        let mut results = vec![
-            write_range(conn, &mut first, local, temp, ranges[0], limit)
-                .and_then(|()| first.close().map_err(|e| classify(&format!("close {temp}"), &e))),
-        ];
+        let mut results = vec![write_range(conn, first, local, ranges[0], limit)];
         results.extend(workers.into_iter().map(|w| {
             w.join().unwrap_or_else(|_| Err(Failure::File("a transfer thread panicked".into())))
         }));
@@ -76,51 +72,52 @@ fn helper_range(
     range: (u64, u64),
     limit: Option<&RateLimit>,
 ) -> Result<(), Failure> {
-    let mut remote = helper
-        .sftp
-        .open_mode(Path::new(temp), OpenFlags::WRITE, 0o600, OpenType::File)
-        .map_err(|e| classify(&format!("open {temp}"), &e))?;
-    write_range(helper, &mut remote, local, temp, range, limit)?;
-    remote.close().map_err(|e| classify(&format!("close {temp}"), &e))
+    let remote = BulkWriter::open(&helper.session, temp, bulk::OPEN_WRITE, 0o600)?;
+    write_range(helper, remote, local, range, limit)
 }
 
-/// Sends bytes `start..start + len` of `local`; the file must still be that long.
+/// Sends bytes `start..start + len` of `local` and closes `remote`; the file must still be
+/// that long.
 fn write_range(
     conn: &Connection,
-    remote: &mut ssh2::File,
+    mut remote: BulkWriter,
     local: &Path,
-    temp: &str,
     (start, len): (u64, u64),
     limit: Option<&RateLimit>,
 ) -> Result<(), Failure> {
     let local_err = |e: io::Error| Failure::File(format!("reading {}: {e}", local.display()));
     let mut file = File::open(local).map_err(local_err)?;
     file.seek(SeekFrom::Start(start)).map_err(local_err)?;
-    remote.seek(SeekFrom::Start(start)).map_err(|e| io_failure(&format!("seek {temp}"), &e))?;
-    let mut buf = vec![0u8; limit.map_or(SLICE, |l| l.slice(SLICE))];
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact(&mut buf[..want]).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                Failure::File(format!("{} shrank while it was being sent", local.display()))
-            }
-            _ => local_err(e),
-        })?;
-        if let Some(limit) = limit {
-            limit.take(want);
+    let request = limit.map_or(remote.max_data(), |l| l.slice(remote.max_data()));
+    let (mut offset, end) = (start, start + len);
+    let result = loop {
+        if offset == end {
+            break Ok(());
         }
-        if let Err(e) = remote.write_all(&buf[..want]) {
-            let failure = io_failure(&format!("write {temp}"), &e);
-            if matches!(failure, Failure::Connection(_)) {
-                conn.abandon();
+        let want = usize::try_from((end - offset).min(request as u64)).unwrap_or(request);
+        let sent = remote.write_at(offset, want, |buf| {
+            file.read_exact(buf).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    Failure::File(format!("{} shrank while it was being sent", local.display()))
+                }
+                _ => local_err(e),
+            })?;
+            if let Some(limit) = limit {
+                limit.take(buf.len());
             }
-            return Err(failure);
+            Ok(buf.len())
+        });
+        match sent {
+            Ok(n) => offset += n as u64,
+            Err(failure) => break Err(failure),
         }
-        left -= want as u64;
         conn.session.keepalive_send().ok();
+    };
+    let result = result.and_then(|()| remote.close());
+    if matches!(result, Err(Failure::Connection(_))) {
+        conn.abandon();
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct Connect {
     pub known_hosts: PathBuf,
     /// Append unknown host keys instead of refusing them.
     pub accept_new: bool,
+    /// Ciphers to offer, most preferred first.
+    pub ciphers: String,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Longest stall of any network operation.
@@ -103,6 +105,7 @@ struct ConfigFile {
     password_file: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
     accept_new: Option<bool>,
+    ciphers: Option<String>,
     connect_timeout: Option<f64>,
     timeout: Option<f64>,
     keepalive: Option<u32>,
@@ -251,6 +254,11 @@ pub fn resolve(
         auth,
         known_hosts,
         accept_new: connect.accept_new || file.accept_new.unwrap_or(false),
+        ciphers: connect
+            .ciphers
+            .clone()
+            .or(file.ciphers.clone())
+            .unwrap_or_else(|| crate::connect::DEFAULT_CIPHERS.to_owned()),
         connect_timeout: seconds(connect.connect_timeout.or(file.connect_timeout), 10.0)?,
         timeout: seconds(connect.timeout.or(file.timeout), 60.0)?,
         keepalive: connect.keepalive.or(file.keepalive).unwrap_or(15).max(1),

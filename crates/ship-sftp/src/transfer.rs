@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Sftp};
 
 use crate::args::Verify;
+use crate::bulk::{self, BulkWriter};
 use crate::connect::{self, Connection};
 use crate::limit::RateLimit;
 use crate::segments;
@@ -18,6 +19,10 @@ use crate::settings::Connect;
 
 /// libssh2 pipelines only the packets of one write call: hand it megabytes at a time.
 pub const SLICE: usize = 2 << 20;
+
+/// Files from this size on are written over a [`BulkWriter`]: its larger requests save more
+/// than its own SFTP channel costs to open.
+const BULK_MIN: u64 = 8 << 20;
 
 /// What to do when the final name already exists on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,29 +290,43 @@ fn send(
     temp: &str,
     opts: Options<'_>,
 ) -> Result<Sent, Failure> {
-    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let mode = i32::try_from(meta.mode() & 0o666).unwrap_or(0o644) | 0o600;
+    // The SHA-256 needs the bytes in order, so a checked file goes over one session.
+    if let (Verify::Size, Some(settings)) = (opts.verify, opts.connect)
+        && let Some(bytes) = send_in_ranges(conn, settings, local_path, meta, temp, mode, opts)?
+    {
+        return Ok(Sent { bytes, sha256: None });
+    }
+    let mut hasher = (opts.verify == Verify::Sha256).then(Sha256::new);
+    let bytes = if meta.len() >= BULK_MIN {
+        send_bulk(conn, local, temp, mode, opts.limit, hasher.as_mut())
+    } else {
+        send_small(conn, local, temp, mode, opts.limit, hasher.as_mut())
+    }
+    .inspect_err(|failure| {
+        if matches!(failure, Failure::Connection(_)) {
+            conn.abandon();
+        }
+    })?;
+    Ok(Sent { bytes, sha256: hasher.map(|h| hex(&h.finalize())) })
+}
+
+/// Streams `local` to its end into `temp` through libssh2's SFTP, in slices of [`SLICE`].
+fn send_small(
+    conn: &mut Connection,
+    local: &mut File,
+    temp: &str,
+    mode: i32,
+    limit: Option<&RateLimit>,
+    mut hasher: Option<&mut Sha256>,
+) -> Result<u64, Failure> {
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
     let mut remote = conn
         .sftp
         .open_mode(Path::new(temp), flags, mode, OpenType::File)
         .map_err(|e| classify(&format!("open {temp}"), &e))?;
-    // The SHA-256 needs the bytes in order, so a checked file goes over one session.
-    if let (Verify::Size, Some(settings)) = (opts.verify, opts.connect) {
-        let ranges = segments::ranges(meta.len(), opts.sessions);
-        let helpers =
-            if ranges.len() > 1 { helpers(settings, ranges.len() - 1) } else { Vec::new() };
-        if !helpers.is_empty() {
-            let ranges = segments::ranges(meta.len(), helpers.len() + 1);
-            let helpers = helpers.into_iter().take(ranges.len() - 1).collect();
-            let bytes = segments::send_ranges(
-                conn, remote, helpers, local_path, temp, &ranges, opts.limit,
-            )?;
-            return Ok(Sent { bytes, sha256: None });
-        }
-    }
-    let slice = opts.limit.map_or(SLICE, |l| l.slice(SLICE));
+    let slice = limit.map_or(SLICE, |l| l.slice(SLICE));
     let mut buf = vec![0u8; slice];
-    let mut hasher = (opts.verify == Verify::Sha256).then(Sha256::new);
     let mut bytes = 0u64;
     loop {
         let n = read_full(local, &mut buf)
@@ -315,7 +334,7 @@ fn send(
         if n == 0 {
             break;
         }
-        if let Some(limit) = opts.limit {
+        if let Some(limit) = limit {
             limit.take(n);
         }
         if let Some(hasher) = hasher.as_mut() {
@@ -323,18 +342,74 @@ fn send(
         }
         // write_all keeps handing libssh2 the rest of the same slice after a short write, as
         // its pipelining requires.
-        if let Err(e) = remote.write_all(&buf[..n]) {
-            let failure = io_failure(&format!("write {temp}"), &e);
-            if matches!(failure, Failure::Connection(_)) {
-                conn.abandon();
-            }
-            return Err(failure);
-        }
+        remote.write_all(&buf[..n]).map_err(|e| io_failure(&format!("write {temp}"), &e))?;
         bytes += n as u64;
         conn.session.keepalive_send().ok();
     }
     remote.close().map_err(|e| classify(&format!("close {temp}"), &e))?;
-    Ok(Sent { bytes, sha256: hasher.map(|h| hex(&h.finalize())) })
+    Ok(bytes)
+}
+
+/// Streams `local` to its end into `temp` over a [`BulkWriter`] of the same session.
+fn send_bulk(
+    conn: &Connection,
+    local: &mut File,
+    temp: &str,
+    mode: i32,
+    limit: Option<&RateLimit>,
+    mut hasher: Option<&mut Sha256>,
+) -> Result<u64, Failure> {
+    let flags = bulk::OPEN_WRITE | bulk::OPEN_CREATE | bulk::OPEN_TRUNCATE;
+    let mut remote = BulkWriter::open(&conn.session, temp, flags, mode.unsigned_abs())?;
+    let request = limit.map_or(remote.max_data(), |l| l.slice(remote.max_data()));
+    let mut bytes = 0u64;
+    loop {
+        let n = remote.write_at(bytes, request, |buf| {
+            let n = read_full(local, buf)
+                .map_err(|e| Failure::File(format!("reading local file: {e}")))?;
+            if let Some(limit) = limit {
+                limit.take(n);
+            }
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&buf[..n]);
+            }
+            Ok(n)
+        })?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        conn.session.keepalive_send().ok();
+    }
+    remote.close()?;
+    Ok(bytes)
+}
+
+/// Sends a large file in ranges over `conn` and extra sessions; None when it is too small to
+/// split or no extra session could be made.
+fn send_in_ranges(
+    conn: &mut Connection,
+    settings: &Connect,
+    local_path: &Path,
+    meta: &Metadata,
+    temp: &str,
+    mode: i32,
+    opts: Options<'_>,
+) -> Result<Option<u64>, Failure> {
+    let ranges = segments::ranges(meta.len(), opts.sessions);
+    if ranges.len() < 2 {
+        return Ok(None);
+    }
+    let helpers = helpers(settings, ranges.len() - 1);
+    if helpers.is_empty() {
+        return Ok(None);
+    }
+    let ranges = segments::ranges(meta.len(), helpers.len() + 1);
+    let helpers = helpers.into_iter().take(ranges.len() - 1).collect();
+    // Created and truncated before any helper opens it for writing.
+    let flags = bulk::OPEN_WRITE | bulk::OPEN_CREATE | bulk::OPEN_TRUNCATE;
+    let first = BulkWriter::open(&conn.session, temp, flags, mode.unsigned_abs())?;
+    segments::send_ranges(conn, first, helpers, local_path, temp, &ranges, opts.limit).map(Some)
 }
 
 /// Up to `count` extra sessions, connected in parallel; those that fail are done without.

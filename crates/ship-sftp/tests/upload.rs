@@ -71,7 +71,8 @@ fn upload_with_sha256_over_a_shell_account() {
 fn sha256_without_a_shell_reads_the_file_back() {
     let sshd = Sshd::start().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let file = pattern_file(&local.path().join("archive 1.tar"), 3 << 20, 7);
+    // Large enough for the bulk writer, which must work on a chrooted internal-sftp too.
+    let file = pattern_file(&local.path().join("archive 1.tar"), 9 << 20, 7);
     let mut command = ship(&sshd, SshAccount::Jail, "/upload/in");
     command.args(["--verify", "sha256"]).arg(&file);
     let (code, records, stderr) = run(command);
@@ -82,7 +83,8 @@ fn sha256_without_a_shell_reads_the_file_back() {
     assert_eq!(fs::read(arrived).unwrap(), fs::read(&file).unwrap());
     // The read-back shows as a read of the whole temporary file.
     let log = sshd.wait_for_sftp_log("rename old", Duration::from_secs(5)).unwrap();
-    assert!(log.contains(&format!("read {} written 0", 3 << 20)), "{log}");
+    assert!(log.contains(&format!("read {} written 0", 9 << 20)), "{log}");
+    assert!(log.contains(&format!("read 0 written {}", 9 << 20)), "{log}");
 }
 
 #[test]
@@ -138,12 +140,22 @@ fn rerun_skips_identical_and_refuses_different_without_overwrite() {
 
 #[test]
 fn server_killed_mid_upload_leaves_no_partial_file_and_the_retry_completes() {
+    server_killed_mid_upload(6 << 20, "2M");
+}
+
+/// Files of 8 MiB and more go over the bulk writer's own SFTP channel.
+#[test]
+fn server_killed_mid_bulk_upload_leaves_no_partial_file_and_the_retry_completes() {
+    server_killed_mid_upload(12 << 20, "4M");
+}
+
+fn server_killed_mid_upload(size: usize, bwlimit: &str) {
     let mut sshd = Sshd::start().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let file = pattern_file(&local.path().join("big.tar"), 6 << 20, 9);
+    let file = pattern_file(&local.path().join("big.tar"), size, 9);
     let dir = sshd.remote_dir(SshAccount::Shell);
     let mut command = ship(&sshd, SshAccount::Shell, &dir);
-    command.args(["--bwlimit", "2M", "--retries", "8", "--timeout", "5"]).arg(&file);
+    command.args(["--bwlimit", bwlimit, "--retries", "8", "--timeout", "5"]).arg(&file);
     let child = spawn(command);
 
     let server_dir = sshd.upload_dir(SshAccount::Shell);
@@ -247,12 +259,21 @@ fn retention_by_mtime_with_a_glob() {
 
 #[test]
 fn a_stalled_session_is_dropped_and_the_file_sent_again() {
+    stalled_session(6 << 20, "2M");
+}
+
+#[test]
+fn a_stalled_bulk_upload_is_dropped_and_the_file_sent_again() {
+    stalled_session(12 << 20, "4M");
+}
+
+fn stalled_session(size: usize, bwlimit: &str) {
     let sshd = Sshd::start().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let file = pattern_file(&local.path().join("stall.bin"), 6 << 20, 3);
+    let file = pattern_file(&local.path().join("stall.bin"), size, 3);
     let dir = sshd.remote_dir(SshAccount::Shell);
     let mut command = ship(&sshd, SshAccount::Shell, &dir);
-    command.args(["--bwlimit", "2M", "--timeout", "2"]).arg(&file);
+    command.args(["--bwlimit", bwlimit, "--timeout", "2"]).arg(&file);
     let child = spawn(command);
     let server_dir = sshd.upload_dir(SshAccount::Shell);
     opsline_testkit::net::wait_until(Duration::from_secs(10), || {
@@ -288,8 +309,9 @@ fn a_large_file_goes_over_several_sessions_in_ranges() {
     let temp = format!("{dir}/.large.img.ship-sftp.part");
     let log = sshd.wait_for_sftp_log("rename old", Duration::from_secs(5)).unwrap();
     let opens = log.matches(&format!("open \"{temp}\"")).count();
-    assert_eq!(opens, 2, "two ranges, two sessions: {log}");
-    assert_eq!(log.matches("session opened").count(), 2, "{log}");
+    assert_eq!(opens, 2, "two ranges: {log}");
+    let logins = sshd.sshd_log().matches("Accepted publickey").count();
+    assert_eq!(logins, 2, "two sessions: {}", sshd.sshd_log());
 }
 
 #[test]
@@ -310,4 +332,32 @@ fn a_relative_folder_is_the_sftp_start_folder_even_for_the_hash() {
         log.contains("bytes read 0 written 300000"),
         "hashed by sha256sum, not read back: {log}"
     );
+}
+
+#[test]
+fn ciphers_default_to_aes_ctr_with_an_etm_mac_and_can_be_chosen() {
+    let sshd = Sshd::start().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = pattern_file(&local.path().join("c.bin"), 1000, 4);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let connected = |extra: &[&str]| {
+        let mut command = ship(&sshd, SshAccount::Shell, &dir);
+        command.arg("-vv").args(extra).arg(&file);
+        let (code, _, stderr) = run(command);
+        assert_eq!(code, 0, "{stderr}");
+        stderr.lines().find(|l| l.contains("connected")).unwrap_or_default().to_owned()
+    };
+    let line = connected(&[]);
+    assert!(line.contains("cipher=\"aes128-ctr\""), "{line}");
+    assert!(line.contains("mac=\"hmac-sha2-256-etm@openssh.com\""), "{line}");
+    let line = connected(&["--ciphers", "chacha20-poly1305@openssh.com,aes128-ctr"]);
+    assert!(line.contains("cipher=\"chacha20-poly1305@openssh.com\""), "{line}");
+    let line = connected(&["--ciphers", "aes256-gcm@openssh.com"]);
+    assert!(line.contains("cipher=\"aes256-gcm@openssh.com\""), "{line}");
+
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.args(["--ciphers", "aes128-gcm@openssh.com,rc4"]).arg(&file);
+    let (code, _, stderr) = run(command);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown cipher \"rc4\""), "{stderr}");
 }
