@@ -385,7 +385,7 @@ fn errors_have_their_exit_statuses() {
 #[test]
 fn large_blocks_keep_every_line_in_order() {
     let case = Case::new();
-    let text: String = (1..=30_000)
+    let text: String = (1..=60_000)
         .map(|n| {
             format!(
                 "{n:08} Nov 23 07:12:40 web1 sshd[{n}]: {} for ann\n",
@@ -395,7 +395,7 @@ fn large_blocks_keep_every_line_in_order() {
         .collect();
     append(&case.log(), &text);
     let every = case.tail(&[]);
-    assert_eq!(numbers(&every), range(1, 30_000));
+    assert_eq!(numbers(&every), range(1, 60_000));
     let offsets: Vec<u64> = every.records.iter().map(|r| r["offset"].as_u64().unwrap()).collect();
     let expected: Vec<u64> = text
         .split_inclusive('\n')
@@ -409,5 +409,7 @@ fn large_blocks_keep_every_line_in_order() {
     let state = case.dir.path().join("match.json");
     let log = case.log();
     let matched = run(case.dir.path(), &[&"--state", &state, &"--match", &"Accepted", &log]);
-    assert_eq!(numbers(&matched), (1..=10_000).map(|n| n * 3).collect::<Vec<_>>());
+    assert_eq!(numbers(&matched), (1..=20_000).map(|n| n * 3).collect::<Vec<_>>());
+    fs::write(case.dir.path().join("copy.log"), &text).unwrap();
+    assert!(run_raw(&case, "copy.log") == text.as_bytes(), "raw output differs from the file");
 }
