@@ -113,9 +113,15 @@ pub fn rotate(path: &Path) -> anyhow::Result<()> {
 /// and check-ins of several users (one with a space in the name), a denial, a midnight
 /// roll-over without a TIMESTAMP line, and users still connected at the end.
 pub fn license_log(path: &Path, first_day: NaiveDate) -> anyhow::Result<()> {
+    fs::write(path, license_log_text(first_day))?;
+    Ok(())
+}
+
+/// The text of [`license_log`].
+pub fn license_log_text(first_day: NaiveDate) -> String {
     let second_day = first_day + Duration::days(1);
     let date = |d: NaiveDate| d.format("%-m/%-d/%Y").to_string();
-    let text = format!(
+    format!(
         " 8:00:01 (lmgrd) -----------------------------------------------
  8:00:01 (lmgrd)   FlexNet Licensing (v11.16.2.0 build 242433 x64_lsb) started on licsrv (IBM PC) ({d1})
  8:00:01 (lmgrd) orglab using TCP-port 27001
@@ -140,7 +146,5 @@ pub fn license_log(path: &Path, first_day: NaiveDate) -> anyhow::Result<()> {
 ",
         d1 = date(first_day),
         d2 = date(second_day),
-    );
-    fs::write(path, text)?;
-    Ok(())
+    )
 }

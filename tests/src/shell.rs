@@ -130,6 +130,11 @@ impl Background {
         Ok(())
     }
 
+    /// What the pipeline's last command wrote to standard output so far.
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
     /// What the pipeline wrote to standard error so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()

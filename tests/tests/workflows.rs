@@ -237,3 +237,23 @@ fn license_usage_reports_seconds_per_user_and_day_and_who_is_connected() {
     assert_eq!(s.holders[0].seconds, 5 * 3600 + 50 * 60 + 1);
     assert_ne!(file_sha256(&s.xlsx).unwrap(), "");
 }
+
+#[test]
+fn license_events_follow_the_log_live_through_a_rotation_and_a_restart() {
+    let lab = lab();
+    let s = license::run_follow(&lab).unwrap();
+    assert_eq!(s.problems(), Vec::<String>::new());
+    let ann_back = s.live.iter().find(|e| {
+        e["event"] == "in"
+            && e["user"] == "ann"
+            && e["time"].as_str().is_some_and(|t| t.contains("T00:40:00"))
+    });
+    let ann_back = ann_back.expect("ann's check-in after midnight");
+    assert_eq!(
+        ann_back["time"], "2026-11-17T00:40:00+00:00",
+        "the date runs on across the rotation"
+    );
+    for run in &s.runs {
+        assert_eq!(run.status.code(), Some(0), "SIGTERM is a clean stop: {}", run.stderr);
+    }
+}

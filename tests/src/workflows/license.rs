@@ -3,15 +3,18 @@
 
 use std::fmt;
 use std::fs;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
+use opsline_testkit::net::wait_until;
 use serde_json::Value;
 
 use crate::lab::{Lab, RUN_TIMEOUT};
 use crate::sample;
-use crate::shell::{Pipeline, Run};
+use crate::shell::{Background, Pipeline, Run};
 use crate::workflows::text;
 
 /// The daily report, as the 06:00 timer runs it.
@@ -20,6 +23,16 @@ pub const REPORT_COMMAND: &str =
 
 /// Who is connected now.
 pub const CONNECTED_COMMAND: &str = "origin-tokens connected \"$LICENSE_LOG\" --format json";
+
+/// Live: the token events of the log as lines come in, through a rotation and a restart.
+pub const FOLLOW_COMMAND: &str = "log-tail --follow \"$LICENSE_LOG\" --state \"$TAIL_STATE\" \
+| origin-tokens events --tz UTC --state \"$TOKENS_STATE\" --format json";
+
+/// The same events from the whole log at once.
+pub const EVENTS_COMMAND: &str = "origin-tokens events --tz UTC \"$LICENSE_LOG\" --format json";
+
+/// How long the live pipeline may take to pass a line on.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first day of the sample log (a day far from daylight saving changes).
 pub fn first_day() -> NaiveDate {
@@ -90,6 +103,104 @@ pub fn run(lab: &Lab) -> anyhow::Result<LicenseSummary> {
         report,
         connected,
     })
+}
+
+/// What the live pipeline gave, beside what the whole log gives at once.
+#[derive(Debug)]
+pub struct FollowSummary {
+    /// The two runs of the live pipeline (stopped with SIGTERM to log-tail).
+    pub runs: Vec<Run>,
+    /// The token events of both runs, without their `ts`.
+    pub live: Vec<Value>,
+    /// The token events of the whole log read at once, without their `ts`.
+    pub batch: Vec<Value>,
+}
+
+/// Runs `log-tail --follow | origin-tokens events` on the sample log as it is written: the
+/// first lines, then a rotation (rename and create) between the two days, then a stop, more
+/// lines, and a second run that takes up from both tools' state.
+pub fn run_follow(lab: &Lab) -> anyhow::Result<FollowSummary> {
+    let dir = lab.dir("usr/local/flexlm-live")?;
+    let log = dir.join("orglabdebug.log");
+    let text = sample::license_log_text(first_day());
+    let lines: Vec<&str> = text.lines().collect();
+    let state = lab.dir("var/lib/license-live")?;
+    let pipeline = Pipeline::new(FOLLOW_COMMAND)
+        .var("LICENSE_LOG", &log)
+        .var("TAIL_STATE", state.join("log-tail.state"))
+        .var("TOKENS_STATE", state.join("origin-tokens.state"));
+    append(&log, &lines[..11])?;
+    let first = lab.shell.spawn("license-follow-1", &pipeline)?;
+    wait_for_tokens(&first, 5)?;
+    append(&log, &lines[11..14])?;
+    sample::rotate(&log)?;
+    append(&log, &lines[14..17])?;
+    wait_for_tokens(&first, 10)?;
+    first.terminate("log-tail")?;
+    let first = first.wait(RUN_TIMEOUT)?;
+    first.ensure_success()?;
+    append(&log, &lines[17..])?;
+    let second = lab.shell.spawn("license-follow-2", &pipeline)?;
+    wait_for_tokens(&second, 3)?;
+    second.terminate("log-tail")?;
+    let second = second.wait(RUN_TIMEOUT)?;
+    second.ensure_success()?;
+    let whole = dir.join("whole.log");
+    fs::write(&whole, &text)?;
+    let batch = Pipeline::new(EVENTS_COMMAND).var("LICENSE_LOG", &whole);
+    let batch = tokens(&lab.shell.run_ok("license-events", &batch, RUN_TIMEOUT)?.records()?);
+    let mut live = tokens(&first.records()?);
+    live.extend(tokens(&second.records()?));
+    Ok(FollowSummary { runs: vec![first, second], live, batch })
+}
+
+fn append(log: &std::path::Path, lines: &[&str]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    for line in lines {
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Waits until the running pipeline has printed `count` token events.
+fn wait_for_tokens(service: &Background, count: usize) -> anyhow::Result<()> {
+    let printed = || service.stdout().lines().filter(|l| l.contains(r#""kind":"token""#)).count();
+    wait_until(FOLLOW_TIMEOUT, || printed() >= count).with_context(|| {
+        format!("{} of {count} token events came; the log:\n{}", printed(), service.stderr())
+    })
+}
+
+/// The token events, without the time they were printed.
+fn tokens(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "token")
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(fields) = r.as_object_mut() {
+                fields.remove("ts");
+            }
+            r
+        })
+        .collect()
+}
+
+impl FollowSummary {
+    /// What differs from the promise: every token event once, as the whole log gives it.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.live != self.batch {
+            problems.push(format!(
+                "live events differ from the whole log's:\nlive:  {:#?}\nwhole: {:#?}",
+                self.live, self.batch
+            ));
+        }
+        if self.batch.len() != 13 {
+            problems
+                .push(format!("{} token events in the sample log, expected 13", self.batch.len()));
+        }
+        problems
+    }
 }
 
 fn report_row(record: &Value) -> ReportRow {
