@@ -453,7 +453,7 @@ impl Sink for Sessions {
         record.insert("checkouts", closed.session.outs);
         record.insert("closed_by", closed.closed_by);
         if self.ips {
-            ip_fields(&mut record, closed.session.ip.as_ref());
+            ip_fields(&mut record, closed.session.ip.as_deref());
         }
         self.out.emit(&record)
     }
@@ -473,7 +473,7 @@ fn connected_record(
     record.insert("licenses", session.held());
     record.insert("checkouts", session.checkouts.len());
     if ips {
-        ip_fields(&mut record, session.ip.as_ref());
+        ip_fields(&mut record, session.ip.as_deref());
     }
     record
 }

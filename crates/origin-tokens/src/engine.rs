@@ -7,6 +7,7 @@ use std::collections::{HashSet, VecDeque};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::dates::{DateTracker, Resync};
 pub use crate::keys::KeyId;
@@ -35,14 +36,14 @@ pub struct KeyInfo {
 pub struct OpenSession {
     /// When the first of the overlapping checkouts happened.
     pub start: i64,
-    /// The open checkouts: (time, licenses).
-    pub checkouts: Vec<(i64, u32)>,
+    /// The open checkouts: (time, licenses); almost always one or two, held inline.
+    pub checkouts: SmallVec<[(i64, u32); 2]>,
     /// The most licenses held at once during the session.
     pub max_licenses: u32,
     /// How many OUT lines the session had.
     pub outs: u32,
-    /// The client address guessed for the first checkout.
-    pub ip: Option<IpMatch>,
+    /// The client address guessed for the first checkout (boxed: rare, and large).
+    pub ip: Option<Box<IpMatch>>,
 }
 
 impl OpenSession {
@@ -235,8 +236,6 @@ pub struct Engine {
     pending: VecDeque<(i64, KeyId)>,
     last_epoch: Option<i64>,
     enricher: Option<Enricher>,
-    /// Emptied checkout lists of ended sessions, reused so that a session costs no allocation.
-    spare: Vec<Vec<(i64, u32)>>,
     /// The daemon of the previous line as written, and its index in `daemons`.
     last_daemon: (Vec<u8>, usize),
     /// Counts for the summary.
@@ -268,7 +267,6 @@ impl Engine {
             pending: VecDeque::new(),
             last_epoch: None,
             enricher,
-            spare: Vec::new(),
             last_daemon: (Vec::new(), usize::MAX),
             stats: Stats::default(),
             source: String::new(),
@@ -599,9 +597,13 @@ impl Engine {
         let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
         let started = !self.open.is_open(id);
         if started {
-            let checkouts = self.spare.pop().unwrap_or_default();
-            let session =
-                OpenSession { start: t, checkouts, max_licenses: 0, outs: 0, ip: ip.clone() };
+            let session = OpenSession {
+                start: t,
+                checkouts: SmallVec::new(),
+                max_licenses: 0,
+                outs: 0,
+                ip: ip.clone().map(Box::new),
+            };
             self.open.insert(id, session);
         }
         let Some(session) = self.open.get_mut(id) else { return Ok(()) };
@@ -654,18 +656,8 @@ impl Engine {
             let closed =
                 ClosedSession { key, session: &session, end: Some(t), until: t, closed_by };
             sink.session(&closed)?;
-            self.recycle(session);
         }
         Ok(())
-    }
-
-    fn recycle(&mut self, session: OpenSession) {
-        const SPARE: usize = 4096;
-        if self.spare.len() < SPARE {
-            let mut checkouts = session.checkouts;
-            checkouts.clear();
-            self.spare.push(checkouts);
-        }
     }
 
     /// Closes the sessions of `daemon` (every daemon for `None`) at the last line the daemon
@@ -686,7 +678,6 @@ impl Engine {
             let end = self.last_seen(&key.daemon, t);
             if let Some(session) = self.open.take(id) {
                 self.close(idx, &session, end.max(session.start), "restart", Some(end), sink)?;
-                self.recycle(session);
                 closed += 1;
             }
         }

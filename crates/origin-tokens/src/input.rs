@@ -153,9 +153,10 @@ fn lines(
 }
 
 /// Reads `reader` in blocks of whole lines, has `preparers` work on them on threads of their
-/// own, and gives them back to `f` in order.
+/// own, and gives them back to `f` in order. Reading has a thread of its own too, so that the
+/// calling thread does nothing but `f`: it is the one that cannot be shared.
 pub fn feed_blocks(
-    reader: impl Read,
+    reader: impl Read + Send,
     preparers: &mut [Preparer],
     mut f: impl FnMut(&mut Block) -> anyhow::Result<Flow>,
 ) -> anyhow::Result<Flow> {
@@ -164,7 +165,7 @@ pub fn feed_blocks(
         let mut done = Vec::with_capacity(preparers.len());
         for preparer in preparers.iter_mut() {
             let (job_sender, job_receiver) = crossbeam_channel::bounded::<Block>(BLOCKS_AHEAD);
-            let (done_sender, done_receiver) = crossbeam_channel::unbounded::<Block>();
+            let (done_sender, done_receiver) = crossbeam_channel::bounded::<Block>(BLOCKS_AHEAD);
             scope.spawn(move || {
                 for mut block in job_receiver {
                     preparer.block(&mut block);
@@ -176,25 +177,40 @@ pub fn feed_blocks(
             jobs.push(job_sender);
             done.push(done_receiver);
         }
-        let mut blocks = Blocks::new(reader);
-        let mut in_flight = std::collections::VecDeque::new();
-        let mut spare = Vec::new();
-        let mut next = 0;
-        loop {
-            while in_flight.len() < jobs.len() * BLOCKS_AHEAD {
-                let Some(block) = blocks.next(spare.pop().unwrap_or_default())? else { break };
-                jobs[next].send(block)?;
-                in_flight.push_back(next);
-                next = (next + 1) % jobs.len();
+        let (order_sender, order) = crossbeam_channel::unbounded::<io::Result<usize>>();
+        let (spare_sender, spare) = crossbeam_channel::bounded::<Block>(jobs.len() * 2);
+        scope.spawn(move || {
+            if let Err(e) = deal(reader, &jobs, &order_sender, &spare) {
+                let _ = order_sender.send(Err(e));
             }
-            let Some(worker) = in_flight.pop_front() else { return Ok(Flow::Continue) };
-            let mut block = done[worker].recv()?;
+        });
+        for worker in order {
+            let mut block = done[worker?].recv()?;
             if f(&mut block)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
-            spare.push(block);
+            let _ = spare_sender.try_send(block);
         }
+        Ok(Flow::Continue)
     })
+}
+
+/// Reads blocks and deals them to the preparers in turn, telling `order` whose turn it was;
+/// buffers come back through `spare`. Ends at the end of the input or when nobody listens.
+fn deal(
+    reader: impl Read,
+    jobs: &[crossbeam_channel::Sender<Block>],
+    order: &crossbeam_channel::Sender<io::Result<usize>>,
+    spare: &crossbeam_channel::Receiver<Block>,
+) -> io::Result<()> {
+    let mut blocks = Blocks::new(reader);
+    for worker in (0..jobs.len()).cycle() {
+        let Some(block) = blocks.next(spare.try_recv().unwrap_or_default())? else { break };
+        if jobs[worker].send(block).is_err() || order.send(Ok(worker)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Cuts a reader into blocks of whole lines.

@@ -1,15 +1,18 @@
 //! Session keys (daemon, feature, user, host) as small integers.
 //!
 //! Every usage line needs its key's id. Looking up the whole key text in one table of tens of
-//! thousands of entries missed the cache on almost every line; instead the feature and the
-//! `user@host` are looked up in small tables of names held inline (no pointer to follow, compared
-//! as words), and their ids in a table of integers.
+//! thousands of entries missed the cache on almost every line; instead the daemon, the feature
+//! and the `user@host` are looked up in small tables of names held inline (no pointer to
+//! follow, compared as words), and the key in the feature's list of keys by client number
+//! (four bytes a client, so that the lists stay in the cache).
 
 use crate::fasthash::FastMap;
 use crate::parse::Usage;
 
 /// Index of a (daemon, feature, user, host) key.
 pub type KeyId = u32;
+
+const NO_KEY: KeyId = KeyId::MAX;
 
 /// A name of up to [`Short::MAX`] bytes held inline, zero-padded, with its length in the last
 /// byte (so that trailing NUL bytes still make a different name).
@@ -20,16 +23,22 @@ impl Short {
     const MAX: usize = 23;
 
     fn new(name: &[u8]) -> Option<Short> {
-        let len = u8::try_from(name.len()).ok().filter(|&n| usize::from(n) <= Self::MAX)?;
-        let mut bytes = [0u8; 24];
-        bytes[..name.len()].copy_from_slice(name);
-        bytes[23] = len;
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        Some(Short([word(0), word(1), word(2)]))
+        if name.len() > Self::MAX {
+            return None;
+        }
+        // Whole words are loaded as they are and the rest shifted in byte by byte: copying
+        // into a byte array and reading it back as words stalls on store forwarding.
+        let mut words = [0u64; 3];
+        let mut chunks = name.chunks_exact(8);
+        for (word, chunk) in words.iter_mut().zip(chunks.by_ref()) {
+            *word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        }
+        let full = name.len() / 8;
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            words[full] |= u64::from(byte) << (8 * i);
+        }
+        words[2] |= (name.len() as u64) << 56;
+        Some(Short(words))
     }
 }
 
@@ -53,14 +62,23 @@ impl Names {
     }
 }
 
+/// The keys of one daemon.
+#[derive(Debug, Default)]
+struct Daemon {
+    /// The name, lower-case.
+    name: Box<[u8]>,
+    features: Names,
+    /// For each feature, the key of each client ([`NO_KEY`] for none yet).
+    keys: Vec<Vec<KeyId>>,
+}
+
 /// The key table.
 #[derive(Debug, Default)]
 pub struct Keys {
-    /// Daemon names, lower-case: a log has one or two, so a scan beats hashing.
-    daemons: Vec<Box<[u8]>>,
-    features: Names,
+    /// A log has one or two daemons, so a scan beats hashing.
+    daemons: Vec<Daemon>,
     clients: Names,
-    ids: FastMap<(u32, u32, u32), KeyId>,
+    count: u32,
     buf: Vec<u8>,
 }
 
@@ -77,27 +95,37 @@ impl Keys {
     /// The id of the key of a usage line of `daemon`; `fold_case` compares user names in lower
     /// case.
     pub fn usage(&mut self, daemon: &[u8], usage: &Usage<'_>, fold_case: bool) -> Lookup {
-        let daemon = self.daemon(daemon);
-        let feature = self.features.id(usage.feature);
         let client = match usage.client {
             Some(client) if !fold_case => self.clients.id(client),
             _ => self.client(usage.user, usage.host, fold_case),
         };
-        self.key(daemon, feature, client)
+        self.key(daemon, usage.feature, client)
     }
 
     /// The id of a key given as text (as `--state` keeps it).
     pub fn text(&mut self, daemon: &str, feature: &str, user: &str, host: &str) -> Lookup {
-        let daemon = self.daemon(daemon.as_bytes());
-        let feature = self.features.id(feature.as_bytes());
         let client = self.client(user.as_bytes(), host.as_bytes(), false);
-        self.key(daemon, feature, client)
+        self.key(daemon.as_bytes(), feature.as_bytes(), client)
     }
 
-    fn key(&mut self, daemon: u32, feature: u32, client: u32) -> Lookup {
-        let next = KeyId::try_from(self.ids.len()).unwrap_or(KeyId::MAX);
-        let id = *self.ids.entry((daemon, feature, client)).or_insert(next);
-        if id == next { Lookup::New(id) } else { Lookup::Known(id) }
+    fn key(&mut self, daemon: &[u8], feature: &[u8], client: u32) -> Lookup {
+        let next = self.count;
+        let daemon = self.daemon(daemon);
+        let feature = daemon.features.id(feature) as usize;
+        if daemon.keys.len() <= feature {
+            daemon.keys.resize_with(feature + 1, Vec::new);
+        }
+        let clients = &mut daemon.keys[feature];
+        let client = client as usize;
+        if clients.len() <= client {
+            clients.resize(client + 1, NO_KEY);
+        }
+        if clients[client] != NO_KEY {
+            return Lookup::Known(clients[client]);
+        }
+        clients[client] = next;
+        self.count += 1;
+        Lookup::New(next)
     }
 
     fn client(&mut self, user: &[u8], host: &[u8], fold_case: bool) -> u32 {
@@ -117,13 +145,14 @@ impl Keys {
         id
     }
 
-    fn daemon(&mut self, daemon: &[u8]) -> u32 {
-        let found = self.daemons.iter().position(|d| d.eq_ignore_ascii_case(daemon));
+    fn daemon(&mut self, daemon: &[u8]) -> &mut Daemon {
+        let found = self.daemons.iter().position(|d| d.name.eq_ignore_ascii_case(daemon));
         let index = found.unwrap_or_else(|| {
-            self.daemons.push(daemon.to_ascii_lowercase().into());
+            let name = daemon.to_ascii_lowercase().into();
+            self.daemons.push(Daemon { name, ..Daemon::default() });
             self.daemons.len() - 1
         });
-        u32::try_from(index).unwrap_or(u32::MAX)
+        &mut self.daemons[index]
     }
 }
 

@@ -78,7 +78,13 @@ mod tests {
     use super::*;
 
     fn session(start: i64) -> OpenSession {
-        OpenSession { start, checkouts: vec![(start, 1)], max_licenses: 1, outs: 1, ip: None }
+        OpenSession {
+            start,
+            checkouts: smallvec::smallvec![(start, 1)],
+            max_licenses: 1,
+            outs: 1,
+            ip: None,
+        }
     }
 
     #[test]
