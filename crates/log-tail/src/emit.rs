@@ -65,6 +65,18 @@ pub struct Emitter {
     flush_each: bool,
 }
 
+/// The capacity asked for a pipe on standard output: the most Linux gives an unprivileged
+/// process by default.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// When standard output is a pipe, lets it hold 1 MiB instead of 64 KiB, so that the blocks
+/// of records go into it in a few large writes instead of waking the reader and this process
+/// in turn every 64 KiB. Where that is refused (not a pipe, the user's pipe quota used up)
+/// the output stays as it is.
+pub fn widen_stdout_pipe() {
+    nix::fcntl::fcntl(std::io::stdout(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)).ok();
+}
+
 /// Worker threads at most: two keep the output flowing; more would hold more blocks in
 /// memory at once.
 const MAX_WORKERS: usize = 2;

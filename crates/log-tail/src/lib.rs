@@ -180,6 +180,7 @@ pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
         statefile.reset()?;
     }
     let state: State = statefile.load()?.unwrap_or_default();
+    emit::widen_stdout_pipe();
     let flush = if cli.follow { Flush::EachRecord } else { Flush::Buffered };
     let out =
         RecordWriter::stdout(ctx.tool, flush).code(Code::IoErr, "cannot use standard output")?;
