@@ -303,7 +303,7 @@ fn read_inputs<S: Sink>(
     driver: &mut Driver<'_, S>,
 ) -> anyhow::Result<()> {
     let files: Vec<PathBuf> = log.logs.iter().filter(|p| *p != Path::new("-")).cloned().collect();
-    let mut preparers = preparers(log.fold_case);
+    let mut preparers = preparers(driver.engine);
     for path in order_by_first_date(&files)? {
         driver.engine.set_source(&path.display().to_string());
         let flow = feed_blocks(open(&path)?, &mut preparers, |block| {
@@ -325,11 +325,10 @@ fn read_inputs<S: Sink>(
     Ok(())
 }
 
-/// One preparer per core (numbered from 1: the engine's own is 0), so that parsing keeps up
-/// with the engine.
-fn preparers(fold_case: bool) -> Vec<Preparer> {
+/// One preparer per core, so that parsing keeps up with the engine.
+fn preparers(engine: &Engine) -> Vec<Preparer> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    (1..=cores.clamp(1, MAX_PREPARERS)).map(|id| Preparer::new(id, fold_case)).collect()
+    (0..cores.clamp(1, MAX_PREPARERS)).map(|_| engine.preparer()).collect()
 }
 
 fn summarise(engine: &Engine, strict: bool) -> Code {

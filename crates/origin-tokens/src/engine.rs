@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 
 use crate::dates::{DateTracker, Resync};
 pub use crate::keys::KeyId;
-use crate::keys::{Keys, Lookup};
+use crate::keys::SharedRegistry;
 use crate::net::{Enricher, IpMatch};
 use crate::open::OpenTable;
 use crate::parse::{Anchor, Kind, Line, LineTime, Message, Parsed, parse_line};
@@ -219,17 +219,14 @@ pub struct Engine {
     options: Options,
     users: HashSet<String>,
     features: HashSet<String>,
-    ids: Keys,
     keys: Vec<KeyInfo>,
     /// Whether `--user`/`--feature` let each key through (apart from `keys`, which is large
     /// and rarely needed on a line).
     selected: Vec<bool>,
+    /// Numbers the keys for every preparer; `keys` follows it.
+    registry: SharedRegistry,
     /// Prepares the lines fed one by one with [`Engine::line`].
     preparer: Preparer,
-    /// Keys found in the lines given to [`Engine::line`], for [`Engine::learn`].
-    found: Vec<(KeyId, KeyInfo)>,
-    /// For each preparer, its key numbers in ours.
-    translate: Vec<Vec<KeyId>>,
     open: OpenTable,
     daemons: Vec<(String, i64)>,
     port: Option<u16>,
@@ -248,17 +245,16 @@ impl Engine {
     /// A new engine for wall-clock times in `clock`'s zone.
     pub fn new(clock: DayClock, options: Options, enricher: Option<Enricher>) -> Self {
         let fold = |u: &String| if options.fold_case { u.to_lowercase() } else { u.clone() };
-        let preparer = Preparer::new(0, options.fold_case);
+        let registry = SharedRegistry::default();
+        let preparer = Preparer::new(registry.clone(), options.fold_case);
         Engine {
             tracker: DateTracker::new(options.start_date),
             clock,
             users: options.users.iter().map(fold).collect(),
             features: options.features.iter().cloned().collect(),
             options,
-            ids: Keys::default(),
+            registry,
             preparer,
-            found: Vec::new(),
-            translate: Vec::new(),
             keys: Vec::new(),
             open: OpenTable::default(),
             selected: Vec::new(),
@@ -300,47 +296,43 @@ impl Engine {
 
     /// Feeds one line (with or without its ending).
     pub fn line<S: Sink>(&mut self, raw: &[u8], sink: &mut S) -> anyhow::Result<Flow> {
-        let mut found = std::mem::take(&mut self.found);
-        let entry = self.preparer.line(raw, &mut found);
-        self.learn(0, &mut found);
-        self.found = found;
-        self.entry(0, raw, entry, sink)
+        let entry = self.preparer.line(raw);
+        self.learn(self.preparer.horizon());
+        self.entry(raw, entry, sink)
     }
 
-    /// Feeds the lines of a block that a [`Preparer`] has been through.
-    pub fn block<S: Sink>(&mut self, block: &mut Block, sink: &mut S) -> anyhow::Result<Flow> {
-        self.learn(block.preparer, &mut block.new_keys);
+    /// A preparer for [`Engine::block`], on another thread.
+    pub fn preparer(&self) -> Preparer {
+        Preparer::new(self.registry.clone(), self.options.fold_case)
+    }
+
+    /// Feeds the lines of a block that a preparer from [`Engine::preparer`] has been through.
+    pub fn block<S: Sink>(&mut self, block: &Block, sink: &mut S) -> anyhow::Result<Flow> {
+        self.learn(block.keys);
         for &(span, entry) in &block.lines {
-            if self.entry(block.preparer, span.of(&block.bytes), entry, sink)? == Flow::Stop {
+            if self.entry(span.of(&block.bytes), entry, sink)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
         }
         Ok(Flow::Continue)
     }
 
-    /// Takes in the keys a preparer met for the first time.
-    fn learn(&mut self, preparer: usize, found: &mut Vec<(KeyId, KeyInfo)>) {
-        if self.translate.len() <= preparer {
-            self.translate.resize_with(preparer + 1, Vec::new);
+    /// Takes in the keys the registry numbered below `horizon` that are new to the engine.
+    fn learn(&mut self, horizon: usize) {
+        if horizon <= self.keys.len() {
+            return;
         }
-        for (theirs, info) in found.drain(..) {
-            let ours = self.key(info);
-            let table = &mut self.translate[preparer];
-            let at = theirs as usize;
-            if table.len() <= at {
-                table.resize(at + 1, KeyId::MAX);
-            }
-            table[at] = ours;
+        let registry = self.registry.clone();
+        for info in registry.lock().since(self.keys.len()) {
+            let selected = (self.users.is_empty() || self.users.contains(&info.user))
+                && (self.features.is_empty() || self.features.contains(&info.feature));
+            self.selected.push(selected);
+            self.keys.push(info.clone());
+            self.open.add_key();
         }
     }
 
-    fn entry<S: Sink>(
-        &mut self,
-        preparer: usize,
-        raw: &[u8],
-        entry: Entry,
-        sink: &mut S,
-    ) -> anyhow::Result<Flow> {
+    fn entry<S: Sink>(&mut self, raw: &[u8], entry: Entry, sink: &mut S) -> anyhow::Result<Flow> {
         self.stats.lines += 1;
         self.line_no += 1;
         match entry {
@@ -352,7 +344,7 @@ impl Engine {
                 self.malformed(why);
                 Ok(Flow::Continue)
             }
-            Entry::Usage(usage) => self.usage_line(preparer, raw, &usage, sink),
+            Entry::Usage(usage) => self.usage_line(raw, &usage, sink),
             Entry::Other => match parse_line(raw) {
                 Parsed::Line(line) => self.other_line(&line, sink),
                 Parsed::Blank | Parsed::Malformed(_) => Ok(Flow::Continue),
@@ -362,7 +354,6 @@ impl Engine {
 
     fn usage_line<S: Sink>(
         &mut self,
-        preparer: usize,
         raw: &[u8],
         usage: &UsageEntry,
         sink: &mut S,
@@ -375,7 +366,7 @@ impl Engine {
         if self.advance(t, sink)? == Flow::Stop {
             return Ok(Flow::Stop);
         }
-        let id = self.translate[preparer][usage.key as usize];
+        let id = usage.key;
         let reason = usage.reason.map(|r| r.of(raw));
         let line = UsageLine { kind: usage.kind, licenses: usage.licenses, reason };
         self.usage(t, id, &line, raw, sink)?;
@@ -538,19 +529,11 @@ impl Engine {
         sink.server(t, &ServerEvent { event, daemon: &daemon, closed, port })
     }
 
-    /// Our id of a key, given as text by a preparer or read back from `--state`.
+    /// The number of a key read back from `--state`.
     fn key(&mut self, info: KeyInfo) -> KeyId {
-        match self.ids.text(&info.daemon, &info.feature, &info.user, &info.host) {
-            Lookup::Known(id) => id,
-            Lookup::New(id) => {
-                let selected = (self.users.is_empty() || self.users.contains(&info.user))
-                    && (self.features.is_empty() || self.features.contains(&info.feature));
-                self.selected.push(selected);
-                self.keys.push(info);
-                self.open.add_key();
-                id
-            }
-        }
+        let id = self.registry.lock().register(info);
+        self.learn(id as usize + 1);
+        id
     }
 
     fn usage<S: Sink>(

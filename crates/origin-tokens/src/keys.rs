@@ -6,6 +6,9 @@
 //! follow, compared as words), and the key in the feature's list of keys by client number
 //! (four bytes a client, so that the lists stay in the cache).
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::engine::KeyInfo;
 use crate::fasthash::FastMap;
 use crate::parse::Usage;
 
@@ -153,6 +156,56 @@ impl Keys {
             self.daemons.len() - 1
         });
         &mut self.daemons[index]
+    }
+}
+
+/// The numbers of keys for all threads: each preparer looks keys up in a table of its own and
+/// asks here only for a key it meets for the first time, so that every line reaches the engine
+/// with a number the engine knows and the lock is taken once a key and thread.
+#[derive(Debug, Default)]
+pub struct Registry {
+    keys: Keys,
+    infos: Vec<KeyInfo>,
+}
+
+/// A [`Registry`] to share between threads.
+#[derive(Debug, Default, Clone)]
+pub struct SharedRegistry(Arc<Mutex<Registry>>);
+
+impl SharedRegistry {
+    /// The registry, for a moment.
+    pub fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry only grows, one whole entry at a time: a panic elsewhere cannot leave
+        // it half changed.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Registry {
+    /// The number of the key, given a new one if it has none yet.
+    pub fn register(&mut self, info: KeyInfo) -> KeyId {
+        match self.keys.text(&info.daemon, &info.feature, &info.user, &info.host) {
+            Lookup::Known(id) => id,
+            Lookup::New(id) => {
+                self.infos.push(info);
+                id
+            }
+        }
+    }
+
+    /// How many keys have numbers.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// The keys from number `start` on.
+    pub fn since(&self, start: usize) -> &[KeyInfo] {
+        self.infos.get(start..).unwrap_or_default()
     }
 }
 

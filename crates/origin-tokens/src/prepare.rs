@@ -3,12 +3,12 @@
 //!
 //! The engine must take lines in order (the running date, the sessions), but what a line says
 //! and which key it concerns do not depend on the lines before it. So a [`Preparer`] can do
-//! that part for a whole [`Block`] of lines on another thread. Each preparer numbers keys in
-//! its own table and tells, with each block, which keys it met for the first time; the engine
-//! maps those numbers onto its own.
+//! that part for a whole [`Block`] of lines on another thread. Each preparer finds keys in a
+//! table of its own and gets the number of a key it meets for the first time from the
+//! [`SharedRegistry`], which the engine reads the keys' names from.
 
 use crate::engine::KeyInfo;
-use crate::keys::{KeyId, Keys, Lookup};
+use crate::keys::{KeyId, Keys, Lookup, SharedRegistry};
 use crate::parse::{Kind, LineTime, Message, Parsed, Usage, parse_line};
 
 /// Where some bytes lie in a block.
@@ -39,7 +39,7 @@ pub struct UsageEntry {
     pub time: LineTime,
     /// What happened.
     pub kind: Kind,
-    /// The key, numbered by the preparer that read the line.
+    /// The key's number in the registry.
     pub key: KeyId,
     /// `(N licenses)`, 1 when absent.
     pub licenses: u32,
@@ -70,31 +70,38 @@ pub struct Block {
     pub bytes: Vec<u8>,
     /// Each line and its entry, in order.
     pub lines: Vec<(Span, Entry)>,
-    /// The keys the preparer met for the first time in this block, with its numbers.
-    pub new_keys: Vec<(KeyId, KeyInfo)>,
-    /// Which preparer numbered the keys.
-    pub preparer: usize,
+    /// Every key of the block is numbered below this.
+    pub keys: usize,
 }
 
 /// Parses lines and numbers their keys.
 #[derive(Debug)]
 pub struct Preparer {
-    id: usize,
     fold_case: bool,
+    /// The keys met so far, numbered in the order met.
     keys: Keys,
+    /// For each of those, its number in the registry.
+    numbers: Vec<KeyId>,
+    registry: SharedRegistry,
+    /// Every number handed out so far is below this.
+    horizon: usize,
 }
 
 impl Preparer {
-    /// Preparer number `id`; `fold_case` makes user names that differ in case one key.
-    pub fn new(id: usize, fold_case: bool) -> Self {
-        Preparer { id, fold_case, keys: Keys::default() }
+    /// A preparer getting key numbers from `registry`; `fold_case` makes user names that
+    /// differ in case one key.
+    pub fn new(registry: SharedRegistry, fold_case: bool) -> Self {
+        Preparer { fold_case, keys: Keys::default(), numbers: Vec::new(), registry, horizon: 0 }
     }
 
-    /// Fills `block.lines` and `block.new_keys` from `block.bytes`.
+    /// Every key number this preparer has given is below this.
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Fills `block.lines` from `block.bytes`.
     pub fn block(&mut self, block: &mut Block) {
         block.lines.clear();
-        block.new_keys.clear();
-        block.preparer = self.id;
         let bytes = &block.bytes;
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
@@ -102,15 +109,15 @@ impl Preparer {
                 break;
             }
             let line = &bytes[start..end];
-            let entry = self.line(line, &mut block.new_keys);
+            let entry = self.line(line);
             block.lines.push((Span::within(bytes, line), entry));
             start = end + 1;
         }
+        block.keys = self.horizon;
     }
 
-    /// The entry of one line (its spans relative to `line`); a key met for the first time
-    /// is added to `new_keys`.
-    pub fn line(&mut self, line: &[u8], new_keys: &mut Vec<(KeyId, KeyInfo)>) -> Entry {
+    /// The entry of one line (its spans relative to `line`).
+    pub fn line(&mut self, line: &[u8]) -> Entry {
         let parsed = match parse_line(line) {
             Parsed::Blank => return Entry::Blank,
             Parsed::Malformed(why) => return Entry::Malformed(why),
@@ -118,11 +125,8 @@ impl Preparer {
         };
         let Message::Usage(usage) = parsed.message else { return Entry::Other };
         let key = match self.keys.usage(parsed.daemon, &usage, self.fold_case) {
-            Lookup::Known(key) => key,
-            Lookup::New(key) => {
-                new_keys.push((key, self.key_info(parsed.daemon, &usage)));
-                key
-            }
+            Lookup::Known(ours) => self.numbers[ours as usize],
+            Lookup::New(_) => self.register(parsed.daemon, &usage),
         };
         Entry::Usage(UsageEntry {
             time: parsed.time,
@@ -132,6 +136,15 @@ impl Preparer {
             daemon: Span::within(line, parsed.daemon),
             reason: usage.reason.map(|reason| Span::within(line, reason)),
         })
+    }
+
+    fn register(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
+        let info = self.key_info(daemon, usage);
+        let mut registry = self.registry.lock();
+        let number = registry.register(info);
+        self.horizon = registry.len();
+        self.numbers.push(number);
+        number
     }
 
     fn key_info(&self, daemon: &[u8], usage: &Usage<'_>) -> KeyInfo {
@@ -151,13 +164,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_gives_every_line_its_entry_and_new_keys_once() {
+    fn a_block_gives_every_line_its_entry_and_keys_their_shared_numbers() {
         let text = " 9:00:00 (orglab) OUT: \"Origin\" Ann@pc1  (2 licenses)\n\n\
                     garbage\n 9:00:01 (lmgrd) TIMESTAMP 11/23/2026\n\
                     9:00:02 (ORGLAB) IN: \"Origin\" ann@pc1  (INACTIVE)";
+        let registry = SharedRegistry::default();
+        let mut other = Preparer::new(registry.clone(), true);
+        let other_line = " 8:00:00 (orglab) OUT: \"Viewer\" zoe@pc9";
+        assert!(matches!(other.line(other_line.as_bytes()), Entry::Usage(u) if u.key == 0));
         let mut block = Block { bytes: text.as_bytes().to_vec(), ..Block::default() };
-        Preparer::new(3, true).block(&mut block);
-        assert_eq!(block.preparer, 3);
+        Preparer::new(registry.clone(), true).block(&mut block);
+        assert_eq!(block.keys, 2, "the registry's numbers are shared");
         assert_eq!(block.lines.len(), 5);
         let entries: Vec<Entry> = block.lines.iter().map(|l| l.1).collect();
         assert_eq!(entries[1], Entry::Blank);
@@ -166,13 +183,13 @@ mod tests {
         let (Entry::Usage(out), Entry::Usage(checkin)) = (entries[0], entries[4]) else {
             panic!("{entries:?}")
         };
-        assert_eq!((out.kind, out.key, out.licenses), (Kind::Out, 0, 2));
-        assert_eq!((checkin.kind, checkin.key), (Kind::In, 0));
+        assert_eq!((out.kind, out.key, out.licenses), (Kind::Out, 1, 2));
+        assert_eq!((checkin.kind, checkin.key), (Kind::In, 1));
         let last = block.lines[4].0.of(&block.bytes);
         assert_eq!(checkin.reason.map(|r| r.of(last)), Some(&b"INACTIVE"[..]));
         assert_eq!(checkin.daemon.of(last), b"ORGLAB");
-        assert_eq!(block.new_keys.len(), 1);
-        let info = &block.new_keys[0].1;
+        let registry = registry.lock();
+        let info = &registry.since(1)[0];
         assert_eq!((&*info.daemon, &*info.user, &*info.host), ("orglab", "ann", "pc1"));
     }
 }
