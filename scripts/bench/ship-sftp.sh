@@ -87,6 +87,13 @@ SHIP_CONN=(--host 127.0.0.1 --port "$PORT" --user "$USER_NAME" --identity "$WORK
   --known-hosts "$WORK/known_hosts")
 unset SSH_AUTH_SOCK
 
+# Each side negotiates its own default cipher with the server; say which, next to the numbers.
+: >"$WORK/empty"
+SFTP_CIPHER=$(sftp -v -b "$WORK/empty" -P "$PORT" "${SSH_OPTS[@]}" "$USER_NAME@127.0.0.1" 2>&1 |
+  sed -n 's/.*kex: client->server cipher: \([^ ]*\) MAC: \([^ ]*\).*/\1 (MAC \2)/p' | head -1 || true)
+SHIP_CIPHER=$("$SHIP" -vv "${SHIP_CONN[@]}" --dir /nonexistent/ship-sftp-bench /dev/null 2>&1 |
+  sed -n 's/.* connected .*cipher="\([^"]*\)" mac="\([^"]*\)".*/\1 (MAC \2)/p' | head -1 || true)
+
 # --- the data ---------------------------------------------------------------------------------
 echo "generating data under $WORK ..."
 mkdir -p "$WORK/data"
@@ -152,7 +159,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # --- report -----------------------------------------------------------------------------------
-python3 - "$WORK/results" "$BIG_MIB" <<'EOF'
+python3 - "$WORK/results" "$BIG_MIB" "$SHIP_CIPHER" "$SFTP_CIPHER" <<'EOF'
 import sys
 from collections import defaultdict
 best, rss = {}, defaultdict(int)
@@ -177,5 +184,6 @@ for peer in ("sftp", "rclone"):
 print("\n10,000 files, second pass with nothing new:")
 for peer in ("ship-sftp", "rclone"):
     row(f"again:{peer}")
-print(f"\npeak RSS of ship-sftp over all runs: {max(v for k, v in rss.items() if k.endswith('ship-sftp')) / 1024:.1f} MiB")
+print(f"\nciphers, client to server: ship-sftp {sys.argv[3]}; sftp {sys.argv[4]}")
+print(f"peak RSS of ship-sftp over all runs: {max(v for k, v in rss.items() if k.endswith('ship-sftp')) / 1024:.1f} MiB")
 EOF

@@ -24,7 +24,8 @@ const MAX_WRITE: usize = 255 << 10;
 /// OpenSSH) bounds what is really in flight; this only bounds the replies left to collect.
 const IN_FLIGHT_BYTES: usize = 8 << 20;
 
-/// Replies and messages other than VERSION are short; anything longer is a broken stream.
+/// Every reply we expect is short, VERSION with its extensions included: a longer one means a
+/// broken stream.
 const MAX_REPLY: usize = 256 << 10;
 
 const FXP_INIT: u8 = 1;

@@ -71,7 +71,8 @@ and a file of 64 MiB or more checked by size is written in ranges over up to --t
 sessions at once (libssh2 needs more CPU per byte than OpenSSH; this spreads it over cores). \
 Files of 8 MiB or more are written over an SFTP channel of their own with requests as large as \
 the server allows (255 KiB for OpenSSH, which says so through limits@openssh.com; 32 KiB for \
-servers that do not say), a few times fewer than libssh2's 30,000-byte requests.
+servers that do not say): with OpenSSH, an eighth of the requests libssh2's own 30,000-byte \
+writes would take.
 
 Encryption: the ciphers offered are, in this order, aes128-ctr, aes256-ctr, \
 aes128-gcm@openssh.com, aes256-gcm@openssh.com and chacha20-poly1305@openssh.com, and the MACs \
