@@ -23,6 +23,7 @@ use crate::pending::{Candidate, Pending, Via};
 use crate::select::Selector;
 use crate::sftplog::{Handle, SftpLog};
 use crate::tree::{Event, Tree};
+use crate::upload::Upload;
 use crate::users::Owners;
 use crate::writers::{self, Inode};
 
@@ -91,6 +92,7 @@ pub struct Engine<W: Write> {
     ledger: Ledger,
     pending: Pending,
     closed: HashMap<Key, Instant>,
+    vanished: HashMap<PathBuf, Instant>,
     own_renames: HashSet<PathBuf>,
     log_waited: HashSet<PathBuf>,
     tree: Option<Tree>,
@@ -109,6 +111,12 @@ const LOG_GRACE: Duration = Duration::from_secs(2);
 
 /// How long one look at the open writers is trusted.
 const WRITERS_FRESH: Duration = Duration::from_millis(50);
+
+/// A name that was closed after writing but gone when its event was read stays a clue this
+/// long: the events that explain it (its link elsewhere, its unlink) were already queued then.
+const VANISHED_MEMORY: Duration = Duration::from_secs(5);
+/// … and the clues are dropped when there are more than this many.
+const VANISHED_LIMIT: usize = 10_000;
 
 /// Files remembered as closed (for link renames) are kept this long at most.
 const CLOSED_MEMORY: Duration = Duration::from_secs(600);
@@ -142,6 +150,7 @@ impl<W: Write> Engine<W> {
             ledger,
             pending: Pending::default(),
             closed: HashMap::new(),
+            vanished: HashMap::new(),
             own_renames: HashSet::new(),
             log_waited: HashSet::new(),
             tree: None,
@@ -268,17 +277,22 @@ impl<W: Write> Engine<W> {
         Ok(fds.get(1).is_some_and(readable))
     }
 
+    /// Handles one read's worth of events. The loop polls again before the next read: when the
+    /// queue is empty, that poll is the sleep, with no read that only says EAGAIN in between
+    /// the record just written and the sleep (the reader of our output often waits for this
+    /// CPU). The first upload of a burst goes out before the rest of the queue is read.
     fn drain_events(&mut self) -> anyhow::Result<()> {
+        let Some(tree) = self.tree.as_mut() else { return Ok(()) };
+        let Some(events) = tree.read().code(Code::IoErr, "cannot read inotify events")? else {
+            return Ok(());
+        };
         let mut overflowed = false;
-        // Each batch is handled as it is read, so the first upload of a burst goes out at once.
-        while let Some(tree) = self.tree.as_mut()
-            && let Some(events) = tree.read().code(Code::IoErr, "cannot read inotify events")?
-        {
-            for event in events {
-                if event.mask.contains(EventMask::Q_OVERFLOW) {
-                    overflowed = true;
-                    continue;
-                }
+        for (i, event) in events.iter().enumerate() {
+            if event.mask.contains(EventMask::Q_OVERFLOW) {
+                overflowed = true;
+                continue;
+            }
+            if !closed_further_on(event, &events[i + 1..]) {
                 self.on_event(event)?;
             }
         }
@@ -287,18 +301,19 @@ impl<W: Write> Engine<W> {
             tracing::warn!(
                 "inotify event queue overflowed (raise the sysctl fs.inotify.max_queued_events); rescanning every tree"
             );
+            self.vanished.clear();
             self.full_scan(false)?;
         }
         Ok(())
     }
 
-    fn on_event(&mut self, event: Event) -> anyhow::Result<()> {
+    fn on_event(&mut self, event: &Event) -> anyhow::Result<()> {
         let Some(tree) = self.tree.as_mut() else { return Ok(()) };
         if event.mask.contains(EventMask::IGNORED) {
             tree.forget(event.wd);
             return Ok(());
         }
-        let (Some((dir, root)), Some(name)) = (tree.dir(event.wd), event.name) else {
+        let (Some((dir, root)), Some(name)) = (tree.dir(event.wd), &event.name) else {
             return Ok(());
         };
         let path = dir.join(name);
@@ -312,18 +327,30 @@ impl<W: Write> Engine<W> {
         }
         if event.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
             self.pending.remove(&path);
+            self.vanished.remove(&path);
             if event.mask.contains(EventMask::DELETE) {
                 self.on_delete(&path, root)?;
             }
             return Ok(());
         }
-        let Ok(meta) = fs::symlink_metadata(&path) else { return Ok(()) };
-        if !meta.is_file() {
+        let wanted = self.wants(&path, root);
+        if !wanted && !event.mask.contains(EventMask::CLOSE_WRITE) {
+            // Only the close of another name (a client's temporary name) matters: its inode
+            // may be linked to a wanted name next.
             return Ok(());
         }
-        let key = Key::of(&meta);
-        let wanted = self.wants(&path, root);
         let now = Instant::now();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return Ok(()),
+            Err(_) => {
+                if event.mask.contains(EventMask::CLOSE_WRITE) {
+                    self.remember_vanished(path, now);
+                }
+                return Ok(());
+            }
+        };
+        let key = Key::of(&meta);
         if event.mask.contains(EventMask::CLOSE_WRITE) {
             self.remember_closed(key, now);
             if wanted {
@@ -338,14 +365,39 @@ impl<W: Write> Engine<W> {
             if wanted {
                 self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
             }
-        } else if event.mask.contains(EventMask::CREATE)
-            && wanted
-            && self.is_link_rename(&key, &meta)
-        {
-            // OpenSSH's plain SFTP rename: link(old, new) + unlink(old) of a closed file.
-            self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
+        } else if event.mask.contains(EventMask::CREATE) {
+            if self.is_link_rename(&key, &meta) {
+                // OpenSSH's plain SFTP rename: link(old, new) + unlink(old) of a closed file.
+                self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
+            } else if self.lagging_behind_a_close(now) {
+                // Perhaps that rename, seen too late to know the inode: judged once the
+                // queued events were read (a close of this name cancels it) and only if no
+                // process holds it open for writing.
+                tracing::debug!("{} appeared as a closed name vanished", path.display());
+                self.pending.schedule(path, Candidate { key, via: Via::LateLink, root }, now);
+            }
         }
         Ok(())
+    }
+
+    /// Notes a name whose close after writing we read only after the name was gone (renamed,
+    /// linked elsewhere and unlinked, or deleted): we are behind the file system, and a file
+    /// it was linked to may show up with one link and an inode we never saw closed.
+    fn remember_vanished(&mut self, path: PathBuf, now: Instant) {
+        if self.vanished.len() >= VANISHED_LIMIT {
+            self.vanished.retain(|_, at| now.duration_since(*at) < VANISHED_MEMORY);
+            if self.vanished.len() >= VANISHED_LIMIT {
+                self.vanished.clear();
+            }
+        }
+        self.vanished.insert(path, now);
+    }
+
+    /// True when a closed name vanished before we read its close, and its unlink has not been
+    /// read yet: a link made in between (OpenSSH's link+unlink rename) is still to come.
+    fn lagging_behind_a_close(&mut self, now: Instant) -> bool {
+        self.vanished.retain(|_, at| now.duration_since(*at) < VANISHED_MEMORY);
+        !self.vanished.is_empty()
     }
 
     /// A new name for an inode that was already closed after writing (seen by us), or that
@@ -619,26 +671,24 @@ impl<W: Write> Engine<W> {
         self.mark_dirty();
         let path = self.sanitized(path, candidate.key);
         let root = &self.config.roots[candidate.root];
-        let user = self.owners.user(root, &path, meta.uid(), login);
-        let mut record = Record::new("upload");
-        match record.set_path(&path) {
-            Ok(()) => {
-                record.insert("size", meta.size());
+        let user = self.owners.user_json(root, &path, meta.uid(), login);
+        let via = candidate.via.as_str();
+        match opsline::record::path_to_str(&path) {
+            Ok(text) => {
                 let mtime =
                     meta.modified().map(opsline::time::system_time_rfc3339).unwrap_or_default();
-                record.insert("mtime", mtime);
-                record.insert("user", user);
-                record.insert("via", candidate.via.as_str());
+                let upload = Upload { path: text, size: meta.size(), mtime: &mtime, user, via };
                 self.stats.reported += 1;
+                upload.write(&mut self.out).code(Code::IoErr, "cannot write to standard output")
             }
             Err(e) => {
-                record = Record::error("upload", self.tool, e);
+                let mut record = Record::error("upload", self.tool, e);
                 record.insert("size", meta.size());
-                record.insert("via", candidate.via.as_str());
+                record.insert("via", via);
                 self.stats.failed += 1;
+                self.write(&record)
             }
         }
-        self.write(&record)
     }
 
     fn sanitized(&mut self, path: PathBuf, key: Key) -> PathBuf {
@@ -676,6 +726,22 @@ impl<W: Write> Engine<W> {
             None => Ok(()),
         }
     }
+}
+
+/// How many events after a file's creation are searched for its close.
+const CLOSE_LOOKAHEAD: usize = 8;
+
+/// True for the creation of a file that is closed after writing a few events later in the
+/// same read (a small file written at once, or one read late): the close decides about it, as
+/// about any file written after it appeared, so the creation needs no look of its own.
+fn closed_further_on(event: &Event, rest: &[Event]) -> bool {
+    event.mask.contains(EventMask::CREATE)
+        && !event.mask.contains(EventMask::ISDIR)
+        && rest.iter().take(CLOSE_LOOKAHEAD).any(|later| {
+            later.mask.contains(EventMask::CLOSE_WRITE)
+                && later.wd == event.wd
+                && later.name == event.name
+        })
 }
 
 /// What the SFTP log says about a file.

@@ -4,8 +4,8 @@
 //! The parts: [`select`] (which names count), [`tree`] (recursive inotify watches),
 //! [`pending`] (the deadline queue for settling files), [`writers`] (who still has a file
 //! open for writing), [`sftplog`] (the SFTP server's own log), [`users`] (who uploaded),
-//! [`ledger`] (what was reported, kept across restarts), [`sanitize`] and [`engine`], which
-//! ties them together.
+//! [`ledger`] (what was reported, kept across restarts), [`upload`] (the record), [`sanitize`]
+//! and [`engine`], which ties them together.
 
 pub mod engine;
 pub mod ledger;
@@ -14,6 +14,7 @@ pub mod sanitize;
 pub mod select;
 pub mod sftplog;
 pub mod tree;
+pub mod upload;
 pub mod users;
 pub mod writers;
 
@@ -43,8 +44,9 @@ pub const TOOL: &str = "watch-uploads";
 of the chosen types to standard output, flushed at once:\n\n\
 {\"kind\":\"upload\",\"ts\":…,\"path\":…,\"size\":…,\"mtime\":…,\"user\":{\"login\",\"name\",\"email\",…},\"via\":\"close_write|moved_to|scan|poll\"}\n\n\
 A file is finished when it is renamed or linked into its final name (IN_MOVED_TO; OpenSSH's plain SFTP \
-rename is link+unlink, so a new name for an inode that was already closed counts too), or when it was \
-closed after writing and then stays quiet for --settle: same inode, size and mtime, and no process holding \
+rename is link+unlink, so a new name for an inode that was already closed counts too; when the watcher \
+reads the events only after the old name is gone, as on a busy machine, such a new name counts once no \
+process holds it open for writing), or when it was closed after writing and then stays quiet for --settle: same inode, size and mtime, and no process holding \
 it open for writing (seen in /proc, as fuser does; processes of other users are seen only as root). A file \
 written again while it settles starts over. Names that clients use while a transfer runs (--ignore) are \
 never reported. With --sftp-log, the OpenSSH sftp-server's own log (run it as `sftp-server -l INFO`) vetoes \

@@ -14,6 +14,10 @@ pub enum Via {
     CloseWrite,
     /// Renamed or linked into its final name.
     MovedTo,
+    /// A new name that appeared while we were behind the file system, right after a name closed
+    /// after writing vanished: most likely OpenSSH's link+unlink rename, seen too late to tell
+    /// the inode. Reported as `moved_to`, but only when no process holds it open for writing.
+    LateLink,
     /// Found by a scan (start, new folder, queue overflow, periodic rescan).
     Scan,
     /// Found by `--poll` scanning.
@@ -25,7 +29,7 @@ impl Via {
     pub fn as_str(self) -> &'static str {
         match self {
             Via::CloseWrite => "close_write",
-            Via::MovedTo => "moved_to",
+            Via::MovedTo | Via::LateLink => "moved_to",
             Via::Scan => "scan",
             Via::Poll => "poll",
         }

@@ -155,25 +155,72 @@ pub struct Owners {
     users: Option<Users>,
     from: OwnerFrom,
     logins: HashMap<u32, Option<String>>,
+    rendered: HashMap<String, String>,
     warned: HashSet<String>,
 }
 
 impl Owners {
     /// Looks users up in `users` (if given) by `from`.
     pub fn new(users: Option<Users>, from: OwnerFrom) -> Self {
-        Owners { users, from, logins: HashMap::new(), warned: HashSet::new() }
+        Owners {
+            users,
+            from,
+            logins: HashMap::new(),
+            rendered: HashMap::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// [`Owners::user`] as JSON text, rendered once per login: a report copies no entry.
+    pub fn user_json(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        uid: u32,
+        sftp_login: Option<&str>,
+    ) -> &str {
+        let login = self.login(root, path, uid, sftp_login);
+        if let Some(login) = &login
+            && self.rendered.contains_key(login)
+        {
+            return &self.rendered[login];
+        }
+        let user = self.entry(login.clone(), path, uid);
+        match login {
+            Some(login) if !user.is_null() => {
+                self.rendered.entry(login).or_insert(user.to_string())
+            }
+            _ => "null",
+        }
     }
 
     /// The `user` field for a file under `root` owned by `uid`; `sftp_login` (from the server
     /// log) wins. `null` (with a warning) when the owner is unknown.
     pub fn user(&mut self, root: &Path, path: &Path, uid: u32, sftp_login: Option<&str>) -> Value {
-        let login = match sftp_login {
+        let login = self.login(root, path, uid, sftp_login);
+        self.entry(login, path, uid)
+    }
+
+    /// The uploader's login: the SFTP log's, else by owner uid or path component.
+    fn login(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        uid: u32,
+        sftp_login: Option<&str>,
+    ) -> Option<String> {
+        match sftp_login {
             Some(login) => Some(login.to_owned()),
             None => match self.from {
                 OwnerFrom::Uid => self.login_of(uid),
                 OwnerFrom::Path(n) => component(root, path, n),
             },
-        };
+        }
+    }
+
+    /// The users file's entry for `login` (or just the login without a users file); `null`
+    /// with a warning once per unknown owner.
+    fn entry(&mut self, login: Option<String>, path: &Path, uid: u32) -> Value {
         let Some(login) = login else {
             self.warn_once(format!("uid {uid}"), || {
                 format!("no user for {}: uid {uid} has no passwd entry", path.display())
@@ -278,6 +325,12 @@ mod tests {
             owners.user(root, Path::new("/srv/up/zed/a.mp4"), 0, Some("ann"))["login"],
             json!("ann")
         );
+        for (path, login) in [("/srv/up/ann/b.mp4", None), ("/srv/up/zed/b.mp4", Some("ann"))] {
+            let rendered = owners.user(root, Path::new(path), 0, login).to_string();
+            assert_eq!(owners.user_json(root, Path::new(path), 0, login), rendered);
+            assert_eq!(owners.user_json(root, Path::new(path), 0, login), rendered, "cached");
+        }
+        assert_eq!(owners.user_json(root, Path::new("/srv/up/zed/b.mp4"), 0, None), "null");
     }
 
     #[test]

@@ -112,6 +112,52 @@ fn renames_into_place_are_reported_at_once() {
 }
 
 #[test]
+fn a_link_rename_read_late_is_still_reported_at_once() {
+    let tree = dir();
+    let w = Watcher::start(&["--settle", "10s", "--no-state", &arg(tree.path())]);
+    // A watcher behind the file system (a busy machine) reads the close of the temporary name
+    // when the name is gone already: it never sees the closed inode under its old name, and
+    // the new name has one link again when it looks.
+    w.freeze();
+    let temp = tree.path().join("late.mp4.filepart");
+    upload(&temp, b"late");
+    fs::hard_link(&temp, tree.path().join("late.mp4")).unwrap();
+    fs::remove_file(&temp).unwrap();
+    let thawed = Instant::now();
+    w.signal("-CONT");
+    let record = w.next();
+    assert!(thawed.elapsed() < Duration::from_secs(5), "waited for the settle time");
+    assert_eq!(path_of(&record), canonical(&tree.path().join("late.mp4")));
+    assert_eq!(record["via"], "moved_to");
+    assert_eq!(record["size"], 4);
+    assert!(w.drain_for(Duration::from_secs(1)).is_empty());
+}
+
+#[test]
+fn a_file_created_while_behind_and_still_open_waits_for_its_close() {
+    let tree = dir();
+    let w = Watcher::start(&["--settle", "300ms", "--no-state", &arg(tree.path())]);
+    w.freeze();
+    // The same events as a late-seen link rename (a closed name vanishes after another name
+    // appeared), but the new name is a file this process is still writing.
+    let temp = tree.path().join("gone.mp4.filepart");
+    upload(&temp, b"gone");
+    let path = tree.path().join("held.mp4");
+    let mut writer = fs::File::create(&path).unwrap();
+    writer.write_all(b"part").unwrap();
+    fs::remove_file(&temp).unwrap();
+    w.signal("-CONT");
+    assert!(w.drain_for(Duration::from_secs(2)).is_empty(), "reported while open for writing");
+    writer.write_all(b" and the rest").unwrap();
+    drop(writer);
+    let record = w.next();
+    assert_eq!(path_of(&record), canonical(&path));
+    assert_eq!(record["size"], 17);
+    assert_eq!(record["via"], "close_write");
+    assert!(w.drain_for(Duration::from_secs(1)).is_empty());
+}
+
+#[test]
 fn a_thousand_files_in_fresh_nested_folders_are_all_reported_once() {
     let tree = dir();
     let w = Watcher::start(&["--settle", "200ms", "--no-state", &arg(tree.path())]);

@@ -257,6 +257,32 @@ fn uploads_renamed_into_place_plain_and_posix_are_reported_at_once() {
 }
 
 #[test]
+fn a_plain_rename_the_watcher_reads_late_is_still_reported_at_once() {
+    let s = setup();
+    let w = s.watch(SshAccount::Shell, "10s");
+    let local = s.local_file("late.bin", 200_000);
+    let temp = s.remote(SshAccount::Shell, "late.mp4.filepart");
+    let name = s.remote(SshAccount::Shell, "late.mp4");
+    // On a busy machine the whole upload, link and unlink may be done before the watcher
+    // reads the first of their events.
+    w.freeze();
+    s.sftp_ok(
+        SshAccount::Shell,
+        &format!("put {} {temp}\nrename -l {temp} {name}\n", local.display()),
+    );
+    let thawed = Instant::now();
+    w.signal("-CONT");
+    let record = w.next();
+    assert!(thawed.elapsed() < Duration::from_secs(10), "waited for the settle time");
+    let dir = s.sshd.upload_dir(SshAccount::Shell);
+    assert_eq!(path_of(&record), canonical(&dir.join("late.mp4")));
+    assert_eq!(record["via"], "moved_to");
+    assert_eq!(record["size"], 200_000);
+    assert_eq!(record["user"]["login"], "opsline-sftp");
+    assert!(w.drain_for(Duration::from_secs(1)).is_empty());
+}
+
+#[test]
 fn names_with_spaces_quotes_and_non_ascii_match_their_escaped_log_lines() {
     let s = setup();
     let w = s.watch(SshAccount::Shell, "300ms");

@@ -132,6 +132,23 @@ impl Watcher {
         assert!(status.success(), "kill {name}");
     }
 
+    /// Stops the process (SIGSTOP) and waits until it is stopped: what happens on the file
+    /// system meanwhile is queued for it to read later, as on a busy machine.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+        let stat = format!("/proc/{}/stat", self.pid());
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(&stat).unwrap();
+            // The state follows the command name, which is in parentheses.
+            if text[text.rfind(')').unwrap() + 1..].trim_start().starts_with('T') {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the watcher did not stop");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Stops with SIGTERM; returns the exit status, the records written meanwhile and stderr.
     pub fn stop(self) -> (ExitStatus, Vec<Value>, String) {
         self.signal("-TERM");
