@@ -87,6 +87,8 @@ pub struct Sshd {
     relay: Option<LogRelay>,
     jail: TempDir,
     dir: TempDir,
+    /// Global configuration lines added by [`Sshd::restart_with_config`].
+    extra_config: String,
 }
 
 impl Sshd {
@@ -105,7 +107,15 @@ impl Sshd {
         let jail = make_jail_root()?;
         ensure_accounts(options.password.as_deref())?;
 
-        let mut sshd = Self { port: 0, options, child: None, relay: None, jail, dir };
+        let mut sshd = Self {
+            port: 0,
+            options,
+            child: None,
+            relay: None,
+            jail,
+            dir,
+            extra_config: String::new(),
+        };
         sshd.prepare_files()?;
         sshd.relay = Some(LogRelay::start(&sshd.log_socket(), &sshd.sftp_log_path())?);
         let mut last_error = None;
@@ -169,6 +179,7 @@ impl Sshd {
              PrintMotd no\n\
              LogLevel VERBOSE\n\
              Subsystem sftp {dir}/sftp-server-logged.sh {dir}/users/%u\n\
+             {extra}\
              Match User {jail}\n\
              \tChrootDirectory {root}\n\
              \tForceCommand internal-sftp -l INFO -d /upload\n\
@@ -179,6 +190,7 @@ impl Sshd {
             shell = SshAccount::Shell.name(),
             jail = SshAccount::Jail.name(),
             root = self.jail.path().display(),
+            extra = self.extra_config,
         )
     }
 
@@ -245,6 +257,15 @@ impl Sshd {
             fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
         generate_key(&self.host_key_path(), "opsline-test-host")?;
+        self.launch()
+    }
+
+    /// Kills the server and starts it again on the same port with `lines` (each ending in a
+    /// newline, for example `"MaxSessions 1\n"`) added to its global configuration, also for
+    /// later restarts.
+    pub fn restart_with_config(&mut self, lines: &str) -> Result<()> {
+        self.kill_server();
+        self.extra_config = lines.to_owned();
         self.launch()
     }
 

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 
-use ssh2::{Channel, Session};
+use ssh2::{Channel, ErrorCode, Session};
 
 use crate::transfer::{Failure, io_failure};
 
@@ -48,6 +48,9 @@ const ATTR_PERMISSIONS: u32 = 0x04;
 
 const LIMITS: &str = "limits@openssh.com";
 
+/// `LIBSSH2_ERROR_CHANNEL_FAILURE`: the server answered the channel open with a refusal.
+const CHANNEL_FAILURE: i32 = -21;
+
 /// One remote file open for writing over its own SFTP channel.
 #[allow(missing_debug_implementations)]
 pub struct BulkWriter {
@@ -64,18 +67,33 @@ pub struct BulkWriter {
 
 impl BulkWriter {
     /// Starts an SFTP channel on `session` and opens `path` with `flags` (`OPEN_*`), creating
-    /// it with `mode`.
-    pub fn open(session: &Session, path: &str, flags: u32, mode: u32) -> Result<Self, Failure> {
+    /// it with `mode`. None when the server refuses another channel on this connection
+    /// (sshd's `MaxSessions 1`): libssh2's SFTP channel has to do.
+    pub fn open(
+        session: &Session,
+        path: &str,
+        flags: u32,
+        mode: u32,
+    ) -> Result<Option<Self>, Failure> {
         let broken = |what: &str, e: ssh2::Error| {
             Failure::Connection(format!("{what} for writing {path}: {e}"))
         };
-        let mut channel = session.channel_session().map_err(|e| broken("SFTP channel", e))?;
+        let mut channel = match session.channel_session() {
+            Ok(channel) => channel,
+            Err(e) if e.code() == ErrorCode::Session(CHANNEL_FAILURE) => {
+                tracing::debug!(
+                    "the server refuses a second channel ({e}); writing through libssh2"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(broken("SFTP channel", e)),
+        };
         channel.subsystem("sftp").map_err(|e| broken("SFTP subsystem", e))?;
         let mut conversation = Conversation { channel: &mut channel, path };
         let max_data = conversation.init()?;
         let handle = conversation.open(flags, mode)?;
         let header = 4 + 1 + 4 + 4 + handle.len() + 8 + 4;
-        Ok(BulkWriter {
+        Ok(Some(BulkWriter {
             channel,
             path: path.to_owned(),
             handle,
@@ -83,7 +101,7 @@ impl BulkWriter {
             request: Vec::with_capacity(header + max_data),
             next_id: 2,
             in_flight: 0,
-        })
+        }))
     }
 
     /// The most data one request carries: callers fill and send slices of this size.

@@ -72,7 +72,8 @@ sessions at once (libssh2 needs more CPU per byte than OpenSSH; this spreads it 
 Files of 8 MiB or more are written over an SFTP channel of their own with requests as large as \
 the server allows (255 KiB for OpenSSH, which says so through limits@openssh.com; 32 KiB for \
 servers that do not say): with OpenSSH, an eighth of the requests libssh2's own 30,000-byte \
-writes would take.
+writes would take. A server that allows one channel per connection (MaxSessions 1) gets every \
+file through libssh2's channel, over one session.
 
 Encryption: the ciphers offered are, in this order, aes128-ctr, aes256-ctr, \
 aes128-gcm@openssh.com, aes256-gcm@openssh.com and chacha20-poly1305@openssh.com, and the MACs \

@@ -72,7 +72,11 @@ fn helper_range(
     range: (u64, u64),
     limit: Option<&RateLimit>,
 ) -> Result<(), Failure> {
-    let remote = BulkWriter::open(&helper.session, temp, bulk::OPEN_WRITE, 0o600)?;
+    // The first session could open a second channel, so this one normally can too.
+    let remote =
+        BulkWriter::open(&helper.session, temp, bulk::OPEN_WRITE, 0o600)?.ok_or_else(|| {
+            Failure::Connection(format!("the server refused a channel for writing {temp}"))
+        })?;
     write_range(helper, remote, local, range, limit)
 }
 

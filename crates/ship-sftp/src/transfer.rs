@@ -291,19 +291,29 @@ fn send(
     opts: Options<'_>,
 ) -> Result<Sent, Failure> {
     let mode = i32::try_from(meta.mode() & 0o666).unwrap_or(0o644) | 0o600;
-    // The SHA-256 needs the bytes in order, so a checked file goes over one session.
-    if let (Verify::Size, Some(settings)) = (opts.verify, opts.connect)
-        && let Some(bytes) = send_in_ranges(conn, settings, local_path, meta, temp, mode, opts)?
-    {
-        return Ok(Sent { bytes, sha256: None });
-    }
     let mut hasher = (opts.verify == Verify::Sha256).then(Sha256::new);
-    let bytes = if meta.len() >= BULK_MIN {
-        send_bulk(conn, local, temp, mode, opts.limit, hasher.as_mut())
-    } else {
-        send_small(conn, local, temp, mode, opts.limit, hasher.as_mut())
-    }
-    .inspect_err(|failure| {
+    let flags = bulk::OPEN_WRITE | bulk::OPEN_CREATE | bulk::OPEN_TRUNCATE;
+    let bulk = match meta.len() >= BULK_MIN {
+        true => BulkWriter::open(&conn.session, temp, flags, mode.unsigned_abs()),
+        false => Ok(None),
+    };
+    let sent = bulk.and_then(|bulk| match bulk {
+        Some(first) => {
+            // The SHA-256 needs the bytes in order, so a checked file goes over one session.
+            let helpers = match (opts.verify, opts.connect) {
+                (Verify::Size, Some(settings)) => {
+                    range_helpers(settings, meta.len(), opts.sessions)
+                }
+                _ => Vec::new(),
+            };
+            match helpers.is_empty() {
+                true => send_bulk(conn, first, local, opts.limit, hasher.as_mut()),
+                false => send_in_ranges(conn, first, helpers, local_path, meta.len(), temp, opts),
+            }
+        }
+        None => send_small(conn, local, temp, mode, opts.limit, hasher.as_mut()),
+    });
+    let bytes = sent.inspect_err(|failure| {
         if matches!(failure, Failure::Connection(_)) {
             conn.abandon();
         }
@@ -350,17 +360,14 @@ fn send_small(
     Ok(bytes)
 }
 
-/// Streams `local` to its end into `temp` over a [`BulkWriter`] of the same session.
+/// Streams `local` to its end into `remote`, a [`BulkWriter`] of `conn`'s session.
 fn send_bulk(
     conn: &Connection,
+    mut remote: BulkWriter,
     local: &mut File,
-    temp: &str,
-    mode: i32,
     limit: Option<&RateLimit>,
     mut hasher: Option<&mut Sha256>,
 ) -> Result<u64, Failure> {
-    let flags = bulk::OPEN_WRITE | bulk::OPEN_CREATE | bulk::OPEN_TRUNCATE;
-    let mut remote = BulkWriter::open(&conn.session, temp, flags, mode.unsigned_abs())?;
     let request = limit.map_or(remote.max_data(), |l| l.slice(remote.max_data()));
     let mut bytes = 0u64;
     loop {
@@ -385,31 +392,28 @@ fn send_bulk(
     Ok(bytes)
 }
 
-/// Sends a large file in ranges over `conn` and extra sessions; None when it is too small to
+/// The extra sessions for the ranges of a file of `size` bytes: none when it is too small to
 /// split or no extra session could be made.
+fn range_helpers(settings: &Connect, size: u64, sessions: usize) -> Vec<Connection> {
+    match segments::ranges(size, sessions).len() {
+        0 | 1 => Vec::new(),
+        ranges => helpers(settings, ranges - 1),
+    }
+}
+
+/// Sends a large file in ranges, the first over `first` (on `conn`), the others over `helpers`.
 fn send_in_ranges(
-    conn: &mut Connection,
-    settings: &Connect,
+    conn: &Connection,
+    first: BulkWriter,
+    helpers: Vec<Connection>,
     local_path: &Path,
-    meta: &Metadata,
+    size: u64,
     temp: &str,
-    mode: i32,
     opts: Options<'_>,
-) -> Result<Option<u64>, Failure> {
-    let ranges = segments::ranges(meta.len(), opts.sessions);
-    if ranges.len() < 2 {
-        return Ok(None);
-    }
-    let helpers = helpers(settings, ranges.len() - 1);
-    if helpers.is_empty() {
-        return Ok(None);
-    }
-    let ranges = segments::ranges(meta.len(), helpers.len() + 1);
+) -> Result<u64, Failure> {
+    let ranges = segments::ranges(size, helpers.len() + 1);
     let helpers = helpers.into_iter().take(ranges.len() - 1).collect();
-    // Created and truncated before any helper opens it for writing.
-    let flags = bulk::OPEN_WRITE | bulk::OPEN_CREATE | bulk::OPEN_TRUNCATE;
-    let first = BulkWriter::open(&conn.session, temp, flags, mode.unsigned_abs())?;
-    segments::send_ranges(conn, first, helpers, local_path, temp, &ranges, opts.limit).map(Some)
+    segments::send_ranges(conn, first, helpers, local_path, temp, &ranges, opts.limit)
 }
 
 /// Up to `count` extra sessions, connected in parallel; those that fail are done without.

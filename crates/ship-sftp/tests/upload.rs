@@ -361,3 +361,27 @@ fn ciphers_default_to_aes_ctr_with_an_etm_mac_and_can_be_chosen() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown cipher \"rc4\""), "{stderr}");
 }
+
+#[test]
+fn a_server_allowing_one_channel_per_connection_gets_files_through_libssh2() {
+    let mut sshd = Sshd::start().unwrap();
+    sshd.restart_with_config("MaxSessions 1\n").unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let large = pattern_file(&local.path().join("large.bin"), 70 << 20, 6);
+    let checked = pattern_file(&local.path().join("checked.bin"), 9 << 20, 7);
+    let dir = sshd.remote_dir(SshAccount::Shell);
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.arg(&large);
+    let (code, _, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    let mut command = ship(&sshd, SshAccount::Shell, &dir);
+    command.args(["--verify", "sha256"]).arg(&checked);
+    let (code, records, stderr) = run(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(records[0]["sftp"]["sha256"], sha256(&checked));
+    let server_dir = sshd.upload_dir(SshAccount::Shell);
+    assert!(fs::read(server_dir.join("large.bin")).unwrap() == fs::read(&large).unwrap());
+    assert!(fs::read(server_dir.join("checked.bin")).unwrap() == fs::read(&checked).unwrap());
+    let logins = sshd.sshd_log().matches("Accepted publickey").count();
+    assert_eq!(logins, 2, "one session per file, no ranges: {}", sshd.sshd_log());
+}
