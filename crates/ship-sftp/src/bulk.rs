@@ -59,8 +59,11 @@ pub struct BulkWriter {
     handle: Vec<u8>,
     /// Data bytes per request.
     max_data: usize,
-    /// The request being built: header, then up to `max_data` bytes of data.
+    /// The request being built: `header` bytes, then up to `max_data` bytes of data. It keeps
+    /// its full length, so no request pays for clearing it.
     request: Vec<u8>,
+    /// Length of a write request's header: length, type, id, handle, offset, data length.
+    header: usize,
     next_id: u32,
     in_flight: usize,
 }
@@ -98,7 +101,8 @@ impl BulkWriter {
             path: path.to_owned(),
             handle,
             max_data,
-            request: Vec::with_capacity(header + max_data),
+            request: vec![0; header + max_data],
+            header,
             next_id: 2,
             in_flight: 0,
         }))
@@ -117,25 +121,20 @@ impl BulkWriter {
         F: FnOnce(&mut [u8]) -> Result<usize, Failure>,
     {
         let max = max.min(self.max_data);
-        self.request.clear();
-        put_u32(&mut self.request, 0); // the length, once the data is in
-        self.request.push(FXP_WRITE);
-        self.request.extend_from_slice(&self.next_id.to_be_bytes());
-        put_string(&mut self.request, &self.handle);
-        self.request.extend_from_slice(&offset.to_be_bytes());
-        put_u32(&mut self.request, 0); // the data's length, likewise
-        let data_at = self.request.len();
-        self.request.resize(data_at + max, 0);
-        let len = fill(&mut self.request[data_at..])?.min(max);
+        let header = self.header;
+        let len = fill(&mut self.request[header..header + max])?.min(max);
         if len == 0 {
             return Ok(0);
         }
-        self.request.truncate(data_at + len);
-        let packet_len = u32::try_from(self.request.len() - 4).expect("requests are small");
-        self.request[..4].copy_from_slice(&packet_len.to_be_bytes());
-        let data_len = u32::try_from(len).expect("requests are small");
-        self.request[data_at - 4..data_at].copy_from_slice(&data_len.to_be_bytes());
-        send_all(&mut self.channel, &self.request)
+        let mut head = Vec::with_capacity(header);
+        put_u32(&mut head, header - 4 + len);
+        head.push(FXP_WRITE);
+        head.extend_from_slice(&self.next_id.to_be_bytes());
+        put_string(&mut head, &self.handle);
+        head.extend_from_slice(&offset.to_be_bytes());
+        put_u32(&mut head, len);
+        self.request[..header].copy_from_slice(&head);
+        send_all(&mut self.channel, &self.request[..header + len])
             .map_err(|e| io_failure(&format!("write {}", self.path), &e))?;
         self.next_id += 1;
         self.in_flight += 1;
