@@ -60,7 +60,9 @@ run repeats at most the lines of the last second.\n\n\
 --journal reads the systemd journal through journalctl -o json instead, keeping the journal \
 cursor in the state; each entry becomes a line record with a \"syslog\" object made from the \
 journal's own fields. --follow keeps running like tail -F, woken by inotify, flushing every record \
-and saving the state every second and on SIGTERM or SIGINT."
+and saving the state every second and on SIGTERM or SIGINT.\n\n\
+When standard output is a pipe, log-tail asks for a 1 MiB pipe buffer (where the system allows \
+it), so that large outputs go into the pipe in a few big writes."
 )]
 pub struct Cli {
     /// The log files to read (not with --journal)
