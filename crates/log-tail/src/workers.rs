@@ -15,7 +15,7 @@ use crate::emit::{Encoder, Origin, Stamp};
 use crate::reader::Block;
 
 /// Blocks handed to one worker and not yet taken back: one being encoded, one waiting, so the
-/// worker never waits for the main thread.
+/// worker seldom waits for the main thread.
 const PER_WORKER: usize = 2;
 
 /// A block to encode.
@@ -83,11 +83,6 @@ impl Workers {
     /// True when every worker has as many blocks as it should hold.
     pub fn full(&self) -> bool {
         self.pending.len() >= self.lanes.len() * PER_WORKER
-    }
-
-    /// True when no block is out.
-    pub fn idle(&self) -> bool {
-        self.pending.is_empty()
     }
 
     /// Hands `block` to the next worker.
