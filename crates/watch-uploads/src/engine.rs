@@ -8,13 +8,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use inotify::EventMask;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use opsline::{Code, Record, RecordWriter, Shutdown, StateFile, WithCode};
 use walkdir::WalkDir;
 
@@ -170,6 +170,8 @@ impl<W: Write> Engine<W> {
         if self.config.mode == Mode::Watch {
             self.tree = Some(Tree::new().code(Code::IoErr, "cannot start inotify")?);
         }
+        let sleeper =
+            Sleeper::new(&wake, self.tree.as_ref()).code(Code::IoErr, "cannot set up epoll")?;
         self.full_scan(true)?;
         self.config.skip_existing = false;
         self.save()?;
@@ -200,7 +202,7 @@ impl<W: Write> Engine<W> {
                 .into_iter()
                 .flatten()
                 .min();
-            if self.wait(&wake, next)? {
+            if sleeper.wait(next).code(Code::IoErr, "epoll failed")? {
                 self.drain_events()?;
             }
         }
@@ -247,34 +249,6 @@ impl<W: Write> Engine<W> {
             (Mode::Watch, Some(every)) => Some(Instant::now() + every),
             _ => None,
         };
-    }
-
-    /// Sleeps in poll(2) until inotify has events (true), a signal arrives or `until` passes.
-    /// Nothing else wakes the process.
-    fn wait(
-        &self,
-        wake: &std::os::unix::net::UnixStream,
-        until: Option<Instant>,
-    ) -> anyhow::Result<bool> {
-        let timeout = match until {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                let millis = left.as_micros().div_ceil(1000);
-                PollTimeout::try_from(i32::try_from(millis).unwrap_or(i32::MAX))
-                    .unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-        if let Some(tree) = &self.tree {
-            fds.push(PollFd::new(tree.fd(), PollFlags::POLLIN));
-        }
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(io::Error::from(e)).code(Code::IoErr, "poll failed"),
-        }
-        let readable = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok(fds.get(1).is_some_and(readable))
     }
 
     /// Handles one read's worth of events. The loop polls again before the next read: when the
@@ -352,7 +326,6 @@ impl<W: Write> Engine<W> {
         };
         let key = Key::of(&meta);
         if event.mask.contains(EventMask::CLOSE_WRITE) {
-            self.remember_closed(key, now);
             if wanted {
                 self.offer_at(
                     path,
@@ -361,6 +334,8 @@ impl<W: Write> Engine<W> {
                     &meta,
                 )?;
             }
+            // After the report (with --settle 0): only a later link of this inode needs it.
+            self.remember_closed(key, now);
         } else if event.mask.contains(EventMask::MOVED_TO) {
             if wanted {
                 self.offer_at(path, Candidate { key, via: Via::MovedTo, root }, now, &meta)?;
@@ -667,13 +642,29 @@ impl<W: Write> Engine<W> {
         meta: &Metadata,
         login: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.ledger.insert(candidate.key, path.clone());
+        let renamed = self.sanitize(&path);
+        self.write_upload(renamed.as_deref().unwrap_or(&path), candidate, meta, login)?;
+        // Remembered once the record is out: the reader waits for nothing else, and a record
+        // that could not be written leaves its upload to be reported again.
+        self.ledger.insert(candidate.key, path);
+        if let Some(renamed) = renamed {
+            self.ledger.insert(candidate.key, renamed);
+        }
         self.mark_dirty();
-        let path = self.sanitized(path, candidate.key);
+        Ok(())
+    }
+
+    fn write_upload(
+        &mut self,
+        path: &Path,
+        candidate: Candidate,
+        meta: &Metadata,
+        login: Option<&str>,
+    ) -> anyhow::Result<()> {
         let root = &self.config.roots[candidate.root];
-        let user = self.owners.user_json(root, &path, meta.uid(), login);
+        let user = self.owners.user_json(root, path, meta.uid(), login);
         let via = candidate.via.as_str();
-        match opsline::record::path_to_str(&path) {
+        match opsline::record::path_to_str(path) {
             Ok(text) => {
                 let mtime =
                     meta.modified().map(opsline::time::system_time_rfc3339).unwrap_or_default();
@@ -691,20 +682,20 @@ impl<W: Write> Engine<W> {
         }
     }
 
-    fn sanitized(&mut self, path: PathBuf, key: Key) -> PathBuf {
+    /// With --sanitize-names, renames an upload with spaces in its name; the new name.
+    fn sanitize(&mut self, path: &Path) -> Option<PathBuf> {
         if !self.config.sanitize {
-            return path;
+            return None;
         }
-        match crate::sanitize::rename(&path) {
+        match crate::sanitize::rename(path) {
             Ok(Some(renamed)) => {
-                self.own_renames.insert(path);
-                self.ledger.insert(key, renamed.clone());
-                renamed
+                self.own_renames.insert(path.to_owned());
+                Some(renamed)
             }
-            Ok(None) => path,
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!("cannot rename {} to a name without spaces: {e}", path.display());
-                path
+                None
             }
         }
     }
@@ -725,6 +716,48 @@ impl<W: Write> Engine<W> {
             Some(state) => state.save(&self.ledger.entries()),
             None => Ok(()),
         }
+    }
+}
+
+/// The one place the watcher sleeps: epoll on the signal wake socket and the inotify
+/// descriptor, registered once (poll(2) registers both again on every sleep and wake-up).
+#[derive(Debug)]
+struct Sleeper {
+    epoll: Epoll,
+}
+
+/// epoll's tag for the inotify descriptor (the wake socket's is 0).
+const INOTIFY: u64 = 1;
+
+impl Sleeper {
+    fn new(wake: &UnixStream, tree: Option<&Tree>) -> io::Result<Sleeper> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(wake, EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+        if let Some(tree) = tree {
+            epoll.add(tree.fd(), EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY))?;
+        }
+        Ok(Sleeper { epoll })
+    }
+
+    /// Sleeps until inotify has events (true), a signal arrives or `until` passes. Nothing
+    /// else wakes the process.
+    fn wait(&self, until: Option<Instant>) -> io::Result<bool> {
+        let timeout = match until {
+            None => EpollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                let millis = left.as_micros().div_ceil(1000);
+                EpollTimeout::try_from(i32::try_from(millis).unwrap_or(i32::MAX))
+                    .unwrap_or(EpollTimeout::MAX)
+            }
+        };
+        let mut ready = [EpollEvent::empty(); 2];
+        let count = match self.epoll.wait(&mut ready, timeout) {
+            Ok(count) => count,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => return Err(io::Error::from(e)),
+        };
+        Ok(ready[..count].iter().any(|event| event.data() == INOTIFY))
     }
 }
 

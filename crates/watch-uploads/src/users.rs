@@ -179,6 +179,17 @@ impl Owners {
         uid: u32,
         sftp_login: Option<&str>,
     ) -> &str {
+        // The common case, an owner seen before, costs two lookups and no copy.
+        let known = match (sftp_login, self.from) {
+            (Some(login), _) => Some(login),
+            (None, OwnerFrom::Uid) => self.logins.get(&uid).and_then(Option::as_deref),
+            (None, OwnerFrom::Path(_)) => None,
+        };
+        if let Some(login) = known
+            && self.rendered.contains_key(login)
+        {
+            return &self.rendered[login];
+        }
         let login = self.login(root, path, uid, sftp_login);
         if let Some(login) = &login
             && self.rendered.contains_key(login)
