@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # watch-uploads against inotifywait (inotify-tools), side by side on the same trees:
-#   latency   writer's close -> line on stdout, 1,000 files, p50/p99 (ours with --settle 0)
+#   latency   writer's close -> line on stdout, 1,000 files, p50/p99 (ours with --settle 0); each
+#             watcher alone, LATENCY_ROUNDS (4) rounds in alternating order, median p99 ratio
 #   burst     100,000 files in 1,000 new folders: how many each reports (ours exactly once?)
 #   idle      wake-ups (context switches of every thread) in 60 s with nothing happening
 #   memory    peak RSS (VmHWM) while watching 10,000 folders
