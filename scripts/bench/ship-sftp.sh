@@ -5,7 +5,8 @@
 #   ROUNDS=3 BIG_MIB=1024 scripts/bench/ship-sftp.sh
 #
 # Starts its own sshd on 127.0.0.1 under a temp folder with fresh host and client keys and the
-# account opsline-bench, generates the data, and runs the tools alternately (best of ROUNDS):
+# account opsline-bench, generates the data, and runs the tools alternately, in reverse order
+# every other round, each after a sync (best of ROUNDS):
 #   1. one BIG_MIB MiB file: ship-sftp, sftp -b put, scp, rclone copy
 #   2. 1,000 files of 10 KiB, first pass: ship-sftp mirror, sftp put -r, rclone copy
 #   3. 10,000 files, second pass with nothing new: ship-sftp mirror (and rclone copy beside it)
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 BIG_MIB=${BIG_MIB:-1024}
 USER_NAME=opsline-bench
 
@@ -122,27 +123,50 @@ measure() {
   }
   echo "$name $(cat "$WORK/time.out")" >>"$WORK/results"
 }
-fresh() { rm -rf "$WORK/srv/$1"; mkdir -p "$WORK/srv/$1"; chown "$USER_NAME:" "$WORK/srv/$1"; }
+# fresh DIR: an empty upload folder. sync: no tool starts while the previous one's upload is
+# still being written back to disk.
+fresh() { rm -rf "$WORK/srv/$1"; mkdir -p "$WORK/srv/$1"; chown "$USER_NAME:" "$WORK/srv/$1"; sync; }
+# in_order ROUND TOOL...: the tools, reversed on even rounds, so no tool always runs first or
+# always after the same neighbour.
+in_order() {
+  local round=$1
+  shift
+  if [ $((round % 2)) = 1 ]; then echo "$@"; else printf '%s\n' "$@" | tac | tr '\n' ' '; fi
+}
 : >"$WORK/results"
 
+big() {
+  case $1 in
+    ship-sftp) fresh ours
+      measure big:ship-sftp "$SHIP" "${SHIP_CONN[@]}" --dir "$WORK/srv/ours" "$WORK/data/big.bin" ;;
+    sftp) fresh sftp; echo "put $WORK/data/big.bin $WORK/srv/sftp/" >"$WORK/batch"
+      measure big:sftp sftp -b "$WORK/batch" -P "$PORT" "${SSH_OPTS[@]}" "$USER_NAME@127.0.0.1" ;;
+    scp) fresh scp
+      measure big:scp scp -q -P "$PORT" "${SSH_OPTS[@]}" "$WORK/data/big.bin" "$USER_NAME@127.0.0.1:$WORK/srv/scp/" ;;
+    rclone) fresh rclone
+      measure big:rclone rclone --config "$WORK/rclone.conf" copy "$WORK/data/big.bin" "$RCLONE_REMOTE:$WORK/srv/rclone" ;;
+  esac
+}
 echo "1 GiB file, $ROUNDS rounds ..."
 for round in $(seq "$ROUNDS"); do
-  fresh ours; measure big:ship-sftp "$SHIP" "${SHIP_CONN[@]}" --dir "$WORK/srv/ours" "$WORK/data/big.bin"
-  fresh sftp; echo "put $WORK/data/big.bin $WORK/srv/sftp/" >"$WORK/batch"
-  measure big:sftp sftp -b "$WORK/batch" -P "$PORT" "${SSH_OPTS[@]}" "$USER_NAME@127.0.0.1"
-  fresh scp; measure big:scp scp -q -P "$PORT" "${SSH_OPTS[@]}" "$WORK/data/big.bin" "$USER_NAME@127.0.0.1:$WORK/srv/scp/"
-  fresh rclone; measure big:rclone rclone --config "$WORK/rclone.conf" copy "$WORK/data/big.bin" "$RCLONE_REMOTE:$WORK/srv/rclone"
+  for tool in $(in_order "$round" ship-sftp sftp scp rclone); do big "$tool"; done
 done
 cmp "$WORK/data/big.bin" "$WORK/srv/ours/big.bin"
 
+small() {
+  case $1 in
+    ship-sftp) fresh ours; rm -f "$WORK/state.json"
+      measure small:ship-sftp "$SHIP" mirror "$WORK/data/small" "${SHIP_CONN[@]}" --dir "$WORK/srv/ours" \
+        --agent-id node --state "$WORK/state.json" --min-age 0 ;;
+    sftp) fresh sftp; echo "put -r $WORK/data/small $WORK/srv/sftp/" >"$WORK/batch"
+      measure small:sftp sftp -b "$WORK/batch" -P "$PORT" "${SSH_OPTS[@]}" "$USER_NAME@127.0.0.1" ;;
+    rclone) fresh rclone
+      measure small:rclone rclone --config "$WORK/rclone.conf" copy "$WORK/data/small" "$RCLONE_REMOTE:$WORK/srv/rclone" ;;
+  esac
+}
 echo "1,000 x 10 KiB, first pass, $ROUNDS rounds ..."
 for round in $(seq "$ROUNDS"); do
-  fresh ours; rm -f "$WORK/state.json"
-  measure small:ship-sftp "$SHIP" mirror "$WORK/data/small" "${SHIP_CONN[@]}" --dir "$WORK/srv/ours" \
-    --agent-id node --state "$WORK/state.json" --min-age 0
-  fresh sftp; echo "put -r $WORK/data/small $WORK/srv/sftp/" >"$WORK/batch"
-  measure small:sftp sftp -b "$WORK/batch" -P "$PORT" "${SSH_OPTS[@]}" "$USER_NAME@127.0.0.1"
-  fresh rclone; measure small:rclone rclone --config "$WORK/rclone.conf" copy "$WORK/data/small" "$RCLONE_REMOTE:$WORK/srv/rclone"
+  for tool in $(in_order "$round" ship-sftp sftp rclone); do small "$tool"; done
 done
 diff -r "$WORK/data/small" "$WORK/srv/ours/node"
 
