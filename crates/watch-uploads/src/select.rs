@@ -20,6 +20,46 @@ pub struct Selector {
     name_globs: GlobSet,
     path_globs: GlobSet,
     ignores: GlobSet,
+    plain_ignores: Option<Vec<Plain>>,
+}
+
+/// An ignore glob that is a literal with at most one `*` at either end (all of the default
+/// ones): on an ASCII name, a case-insensitive comparison gives globset's answer without
+/// running its regex, whose code is cold on a watcher woken once per upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plain {
+    /// `*LITERAL`
+    Suffix(Vec<u8>),
+    /// `LITERAL*`
+    Prefix(Vec<u8>),
+    /// `LITERAL`
+    Exact(Vec<u8>),
+}
+
+impl Plain {
+    /// The plain form of `pattern`, if it has one.
+    fn of(pattern: &str) -> Option<Plain> {
+        let (plain, literal): (fn(Vec<u8>) -> Plain, &str) =
+            match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
+                (Some(rest), _) => (Plain::Suffix, rest),
+                (None, Some(rest)) => (Plain::Prefix, rest),
+                (None, None) => (Plain::Exact, pattern),
+            };
+        let special = |c: char| "*?[]{}\\/".contains(c) || !c.is_ascii();
+        (!literal.contains(special)).then(|| plain(literal.as_bytes().to_ascii_lowercase()))
+    }
+
+    /// Whether an ASCII `name` matches, ignoring case.
+    fn matches(&self, name: &[u8]) -> bool {
+        let lower = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
+        match self {
+            Plain::Suffix(end) => {
+                name.len() >= end.len() && lower(&name[name.len() - end.len()..], end)
+            }
+            Plain::Prefix(start) => name.len() >= start.len() && lower(&name[..start.len()], start),
+            Plain::Exact(whole) => lower(name, whole),
+        }
+    }
 }
 
 impl Selector {
@@ -42,6 +82,7 @@ impl Selector {
             name_globs: glob_set(name_patterns)?,
             path_globs: glob_set(path_patterns)?,
             ignores: glob_set(ignores.iter())?,
+            plain_ignores: ignores.iter().map(|pattern| Plain::of(pattern)).collect(),
         })
     }
 
@@ -56,7 +97,13 @@ impl Selector {
 
     /// True for names that clients use while a transfer is still running.
     pub fn is_ignored(&self, name: &OsStr) -> bool {
-        self.ignores.is_match(name)
+        let bytes = name.as_bytes();
+        match &self.plain_ignores {
+            // Only non-ASCII letters fold to ASCII ones (K, ſ): on ASCII names and literals,
+            // an ASCII case-insensitive comparison is exact.
+            Some(plain) if bytes.is_ascii() => plain.iter().any(|p| p.matches(bytes)),
+            _ => self.ignores.is_match(name),
+        }
     }
 
     fn has_extension(&self, name: &OsStr) -> bool {
@@ -104,6 +151,46 @@ mod tests {
             assert!(!s.wants(Path::new(no)), "{no}");
         }
         assert!(!s.wants(Path::new("notes.txt")));
+    }
+
+    #[test]
+    fn plain_ignores_answer_as_globset_does() {
+        let patterns = ["*.filepart", "*.PARTIAL", "*.part", ".*", "~*", "exact.MP4", "*"];
+        for pattern in patterns {
+            assert!(Plain::of(pattern).is_some(), "{pattern}");
+            let plain = Selector::new(&["mp4".into()], &[], &[pattern.into()]).unwrap();
+            let mut globs = plain.clone();
+            globs.plain_ignores = None;
+            for name in [
+                "a.mp4",
+                "a.mp4.filepart",
+                "A.MP4.FilePart",
+                "x.partial",
+                "x.Partial.mp4",
+                ".in.a.mp4",
+                "~a.mp4",
+                "a~.mp4",
+                "exact.mp4",
+                "EXACT.mp4",
+                "exact.mp4x",
+                "",
+                ".",
+                "part",
+                "a.part",
+            ] {
+                assert_eq!(
+                    plain.is_ignored(OsStr::new(name)),
+                    globs.is_ignored(OsStr::new(name)),
+                    "{pattern} on {name}"
+                );
+            }
+        }
+        for complex in ["*.mp[34]", "a*b", "*.part*", "x?", "**/tmp", "caf\u{e9}*", "{a,b}"] {
+            assert_eq!(Plain::of(complex), None, "{complex}");
+        }
+        let mixed = Selector::new(&["mp4".into()], &[], &["*.part".into(), "a*b".into()]).unwrap();
+        assert!(mixed.plain_ignores.is_none(), "one complex glob sends every name to globset");
+        assert!(mixed.is_ignored(OsStr::new("aXb")) && mixed.is_ignored(OsStr::new("c.PART")));
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub struct Owners {
     from: OwnerFrom,
     logins: HashMap<u32, Option<String>>,
     rendered: HashMap<String, String>,
+    last_owner: Option<(u32, String)>,
     warned: HashSet<String>,
 }
 
@@ -167,11 +168,13 @@ impl Owners {
             from,
             logins: HashMap::new(),
             rendered: HashMap::new(),
+            last_owner: None,
             warned: HashSet::new(),
         }
     }
 
-    /// [`Owners::user`] as JSON text, rendered once per login: a report copies no entry.
+    /// [`Owners::user`] as JSON text, rendered once per login: a report copies no entry, and
+    /// an upload by the same owner as the last one (by uid) costs one comparison.
     pub fn user_json(
         &mut self,
         root: &Path,
@@ -179,17 +182,23 @@ impl Owners {
         uid: u32,
         sftp_login: Option<&str>,
     ) -> &str {
-        // The common case, an owner seen before, costs two lookups and no copy.
-        let known = match (sftp_login, self.from) {
-            (Some(login), _) => Some(login),
-            (None, OwnerFrom::Uid) => self.logins.get(&uid).and_then(Option::as_deref),
-            (None, OwnerFrom::Path(_)) => None,
-        };
-        if let Some(login) = known
-            && self.rendered.contains_key(login)
-        {
-            return &self.rendered[login];
+        if sftp_login.is_none() && self.from == OwnerFrom::Uid {
+            if self.last_owner.as_ref().is_none_or(|(last, _)| *last != uid) {
+                let json = self.rendered_user(root, path, uid, None).to_owned();
+                self.last_owner = Some((uid, json));
+            }
+            return self.last_owner.as_ref().map_or("null", |(_, json)| json);
         }
+        self.rendered_user(root, path, uid, sftp_login)
+    }
+
+    fn rendered_user(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        uid: u32,
+        sftp_login: Option<&str>,
+    ) -> &str {
         let login = self.login(root, path, uid, sftp_login);
         if let Some(login) = &login
             && self.rendered.contains_key(login)
@@ -350,6 +359,10 @@ mod tests {
         let root = Path::new("/x");
         assert_eq!(owners.user(root, Path::new("/x/a.mp4"), 0, None), json!({"login": "root"}));
         assert_eq!(owners.user(root, Path::new("/x/a.mp4"), 4_000_000_000, None), Value::Null);
+        for uid in [0, 0, 4_000_000_000, 0] {
+            let rendered = owners.user(root, Path::new("/x/b.mp4"), uid, None).to_string();
+            assert_eq!(owners.user_json(root, Path::new("/x/b.mp4"), uid, None), rendered);
+        }
         assert_eq!("path:2".parse(), Ok(OwnerFrom::Path(2)));
         assert!("path:0".parse::<OwnerFrom>().is_err());
     }
