@@ -1,4 +1,4 @@
-//! Files waiting to be judged, ordered by deadline. The loop sleeps in poll(2) exactly until
+//! Files waiting to be judged, ordered by deadline. The loop sleeps in epoll exactly until
 //! the earliest deadline, so an idle watcher never wakes up.
 
 use std::collections::{BTreeMap, HashMap};
