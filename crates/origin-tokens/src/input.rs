@@ -15,6 +15,9 @@ use crate::parse::{LineTime, Parsed, parse_line};
 use crate::prepare::{Block, Preparer};
 
 const BUFFER: usize = 1 << 20;
+/// The size of a block for the preparers: the blocks in flight (the bytes and an entry a line)
+/// are most of the memory a run takes.
+const BLOCK: usize = 512 << 10;
 /// Blocks handed to each preparer at a time: enough to keep it busy while the engine works.
 const BLOCKS_AHEAD: usize = 2;
 /// How far into a file to look for its first date when ordering files.
@@ -233,11 +236,11 @@ impl<R: Read> Blocks<R> {
         bytes.append(&mut self.carry);
         while !self.end {
             // Read no more than the buffer holds: growing it would copy the block.
-            bytes.reserve(BUFFER.saturating_sub(bytes.len()).max(BUFFER / 4));
+            bytes.reserve(BLOCK.saturating_sub(bytes.len()).max(BLOCK / 4));
             let want = bytes.capacity() - bytes.len();
             let n = (&mut self.reader).take(want as u64).read_to_end(bytes)?;
             self.end = n == 0;
-            if let Some(last) = memchr::memrchr(b'\n', bytes).filter(|_| bytes.len() >= BUFFER) {
+            if let Some(last) = memchr::memrchr(b'\n', bytes).filter(|_| bytes.len() >= BLOCK) {
                 self.carry.extend_from_slice(&bytes[last + 1..]);
                 bytes.truncate(last + 1);
                 break;
