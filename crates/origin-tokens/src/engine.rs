@@ -283,15 +283,25 @@ impl Engine {
 
     /// The sessions open now, ordered by start.
     pub fn open_sessions(&self) -> Vec<(&KeyInfo, &OpenSession)> {
-        let mut open: Vec<_> = self
-            .open
-            .keys()
+        self.open_by_start()
             .into_iter()
             .filter(|&id| self.selected[id as usize])
             .filter_map(|id| self.open.get(id).map(|s| (&self.keys[id as usize], s)))
-            .collect();
-        open.sort_by_key(|(k, s)| (s.start, k.user.clone(), k.host.clone(), k.feature.clone()));
-        open
+            .collect()
+    }
+
+    /// The keys with a session open, by the session's start, then user, host, feature and
+    /// daemon: an order that does not hang on the numbers keys got, which depend on which
+    /// preparer thread met a key first.
+    fn open_by_start(&self) -> Vec<KeyId> {
+        let order = |id: KeyId| {
+            let key = &self.keys[id as usize];
+            let start = self.open.get(id).map(|s| s.start);
+            (start, &key.user, &key.host, &key.feature, &key.daemon)
+        };
+        let mut ids = self.open.keys();
+        ids.sort_by(|&a, &b| order(a).cmp(&order(b)));
+        ids
     }
 
     /// Feeds one line (with or without its ending).
@@ -652,7 +662,7 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<u32> {
         let mut closed = 0;
-        for id in self.open.keys() {
+        for id in self.open_by_start() {
             let idx = id as usize;
             let key = &self.keys[idx];
             if daemon.is_some_and(|d| !key.daemon.as_bytes().eq_ignore_ascii_case(d)) {
@@ -723,9 +733,8 @@ impl Engine {
             return Ok(());
         }
         let end = self.last_epoch.unwrap_or_default();
-        let mut order = self.open.keys();
+        let mut order = self.open_by_start();
         order.retain(|&id| self.selected[id as usize]);
-        order.sort_by_key(|&id| self.open.get(id).map(|s| s.start));
         for id in order {
             if let Some(session) = self.open.get(id) {
                 self.close(id as usize, session, end.max(session.start), "open", None, sink)?;

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// About 4 MiB: sixty days of checkouts by 40 users on 3 features, a restart every ten days,
+/// About 4 MiB: sixty days of checkouts by 40 users at a time (new ones every four days) on
+/// 3 features, a restart every ten days,
 /// CRLF endings on some days, bad lines, and one line longer than a block.
 fn log() -> String {
     let mut log = String::new();
@@ -29,7 +30,8 @@ fn log() -> String {
         }
         let _ = write!(log, " 0:00:03 (lmgrd) TIMESTAMP {month}/{date}/2026{eol}");
         for minute in (1..1440u32).step_by(3) {
-            let user = next(40);
+            // New users come every few days, so that keys are first met in every block.
+            let user = next(40) + 40 * u64::from(day / 4);
             let feature = ["Origin", "OriginPro", "Viewer"][usize::try_from(next(3)).unwrap()];
             let kind = ["OUT", "IN", "OUT", "IN", "DENIED"][usize::try_from(next(5)).unwrap()];
             let count = if next(6) == 0 { "(2 licenses)" } else { "" };
