@@ -234,13 +234,18 @@ impl<R: Read> Blocks<R> {
         let bytes = &mut block.bytes;
         bytes.clear();
         bytes.append(&mut self.carry);
+        // The carried start of a line holds no line end; only what is read next is searched.
+        let mut last_end = None;
         while !self.end {
             // Read no more than the buffer holds: growing it would copy the block.
             bytes.reserve(BLOCK.saturating_sub(bytes.len()).max(BLOCK / 4));
-            let want = bytes.capacity() - bytes.len();
+            let (before, want) = (bytes.len(), bytes.capacity() - bytes.len());
             let n = (&mut self.reader).take(want as u64).read_to_end(bytes)?;
             self.end = n == 0;
-            if let Some(last) = memchr::memrchr(b'\n', bytes).filter(|_| bytes.len() >= BLOCK) {
+            if let Some(at) = memchr::memrchr(b'\n', &bytes[before..]) {
+                last_end = Some(before + at);
+            }
+            if let Some(last) = last_end.filter(|_| bytes.len() >= BLOCK) {
                 self.carry.extend_from_slice(&bytes[last + 1..]);
                 bytes.truncate(last + 1);
                 break;
