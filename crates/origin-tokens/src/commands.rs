@@ -88,32 +88,8 @@ const REPORT_FEATURE: &[&str] = &[
 /// Runs the subcommand.
 pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
     match cli.command {
-        Command::Events(log) => {
-            let setup = Setup::new(&log, None, 0)?;
-            let out = setup.output(&log, EVENT_COLUMNS)?;
-            let mut sink = Events {
-                out,
-                zone: setup.zone,
-                since: setup.since,
-                until: setup.until,
-                ips: setup.ips,
-            };
-            let (code, _) = drive(ctx, &log, setup, &mut sink, false)?;
-            Ok(Code::worst(code, sink.out.finish()?))
-        }
-        Command::Sessions(log) => {
-            let setup = Setup::new(&log, None, 0)?;
-            let out = setup.output(&log, SESSION_COLUMNS)?;
-            let mut sink = Sessions {
-                out,
-                zone: setup.zone,
-                since: setup.since,
-                until: setup.until,
-                ips: setup.ips,
-            };
-            let (code, _) = drive(ctx, &log, setup, &mut sink, true)?;
-            Ok(Code::worst(code, sink.out.finish()?))
-        }
+        Command::Events(log) => print(ctx, &log, EVENT_COLUMNS, false, Events, |e| e.0),
+        Command::Sessions(log) => print(ctx, &log, SESSION_COLUMNS, true, Sessions, |s| s.0),
         Command::Report(args) => {
             if args.log.state.is_some() {
                 return Err(opsline::exit::err(
@@ -149,6 +125,29 @@ pub fn run(cli: Cli, ctx: &Context) -> anyhow::Result<Code> {
         }
         Command::Snapshot(args) => snapshot(ctx, &args),
     }
+}
+
+/// Runs `events` or `sessions`: the sink `wrap` makes of a [`Printer`] prints as the engine
+/// goes; `emit_open` reports the sessions still open at the end.
+fn print<S: Sink>(
+    ctx: &Context,
+    log: &LogArgs,
+    columns: &'static [&'static str],
+    emit_open: bool,
+    wrap: fn(Printer) -> S,
+    unwrap: fn(S) -> Printer,
+) -> anyhow::Result<Code> {
+    let setup = Setup::new(log, None, 0)?;
+    let printer = Printer {
+        out: setup.output(log, columns)?,
+        zone: setup.zone,
+        since: setup.since,
+        until: setup.until,
+        ips: setup.ips,
+    };
+    let mut sink = wrap(printer);
+    let (code, _) = drive(ctx, log, setup, &mut sink, emit_open)?;
+    Ok(Code::worst(code, unwrap(sink).out.finish()?))
 }
 
 /// What every log-reading subcommand prepares.
@@ -385,7 +384,8 @@ fn ip_fields(record: &mut Record, ip: Option<&IpMatch>) {
     record.insert("pc", pc.map_or(Value::Null, |pc| json!({"name": pc.name, "mac": pc.mac})));
 }
 
-struct Events {
+/// Where `events` and `sessions` print their records, and which of them.
+struct Printer {
     out: Output,
     zone: Zone,
     since: Option<i64>,
@@ -393,68 +393,69 @@ struct Events {
     ips: bool,
 }
 
+/// `events`: a record for each usage and server line.
+struct Events(Printer);
+
+/// `sessions`: a record for each session.
+struct Sessions(Printer);
+
 impl Sink for Events {
     fn usage(&mut self, time: i64, event: &UsageEvent<'_>) -> anyhow::Result<()> {
-        if !in_window(time, self.since, self.until) {
+        let p = &mut self.0;
+        if !in_window(time, p.since, p.until) {
             return Ok(());
         }
         let mut record = Record::new("token");
         record.insert("event", event.kind.name());
-        record.insert("time", self.zone.format(time));
+        record.insert("time", p.zone.format(time));
         key_fields(&mut record, event.key);
         record.insert("licenses", event.licenses);
         let reason = event.reason.map(|r| String::from_utf8_lossy(r).into_owned());
         record.insert("reason", reason.map_or(Value::Null, Value::String));
-        if self.ips && event.kind == crate::parse::Kind::Out {
+        if p.ips && event.kind == crate::parse::Kind::Out {
             ip_fields(&mut record, event.ip);
         }
-        self.out.emit(&record)
+        p.out.emit(&record)
     }
 
     fn server(&mut self, time: i64, event: &ServerEvent<'_>) -> anyhow::Result<()> {
-        if !in_window(time, self.since, self.until) {
+        let p = &mut self.0;
+        if !in_window(time, p.since, p.until) {
             return Ok(());
         }
         let mut record = Record::new("server");
         record.insert("event", event.event);
-        record.insert("time", self.zone.format(time));
+        record.insert("time", p.zone.format(time));
         record.insert("daemon", event.daemon);
         record.insert("closed_sessions", event.closed);
         if let Some(port) = event.port {
             record.insert("port", port);
         }
-        self.out.emit(&record)
+        p.out.emit(&record)
     }
-}
-
-struct Sessions {
-    out: Output,
-    zone: Zone,
-    since: Option<i64>,
-    until: Option<i64>,
-    ips: bool,
 }
 
 impl Sink for Sessions {
     fn session(&mut self, closed: &ClosedSession<'_>) -> anyhow::Result<()> {
+        let p = &mut self.0;
         let start = closed.session.start;
         let overlaps =
-            self.since.is_none_or(|s| closed.until >= s) && self.until.is_none_or(|u| start < u);
+            p.since.is_none_or(|s| closed.until >= s) && p.until.is_none_or(|u| start < u);
         if !overlaps {
             return Ok(());
         }
         let mut record = Record::new("session");
         key_fields(&mut record, closed.key);
-        record.insert("start", self.zone.format(start));
-        record.insert("end", closed.end.map_or(Value::Null, |e| json!(self.zone.format(e))));
+        record.insert("start", p.zone.format(start));
+        record.insert("end", closed.end.map_or(Value::Null, |e| json!(p.zone.format(e))));
         record.insert("seconds", (closed.until - start).max(0));
         record.insert("licenses", closed.session.max_licenses);
         record.insert("checkouts", closed.session.outs);
         record.insert("closed_by", closed.closed_by);
-        if self.ips {
+        if p.ips {
             ip_fields(&mut record, closed.session.ip.as_deref());
         }
-        self.out.emit(&record)
+        p.out.emit(&record)
     }
 }
 
