@@ -28,29 +28,18 @@ const ORDER_SCAN_LINES: usize = 200_000;
 pub fn open(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     let mut file =
         File::open(path).with_code(Code::NoInput, || format!("cannot open {}", path.display()))?;
-    let mut magic = [0u8; 2];
-    let n = read_full(&mut file, &mut magic)
+    let mut magic = Vec::with_capacity(2);
+    (&mut file)
+        .take(2)
+        .read_to_end(&mut magic)
         .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
     file.seek(SeekFrom::Start(0))
         .with_code(Code::IoErr, || format!("cannot read {}", path.display()))?;
-    if magic[..n] == [0x1f, 0x8b] {
+    if magic == [0x1f, 0x8b] {
         Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file))))
     } else {
         Ok(Box::new(file))
     }
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// The files in the order of the first date each states; files with no date in their first
