@@ -29,19 +29,25 @@ pub struct Mattermost<'h> {
 
 impl Mattermost<'_> {
     fn body(&self, message: &Message<'_>) -> Value {
-        let mut post = json!({ "text": chat_text(message, "**", MAX_TEXT) });
-        let optional = [
-            ("username", &self.username),
-            ("channel", &self.channel),
-            ("icon_url", &self.icon_url),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                post[key] = Value::from(value.as_str());
-            }
-        }
-        post
+        let text = chat_text(message, "**", MAX_TEXT);
+        chat_post(text, &self.username, &self.channel, &self.icon_url)
     }
+}
+
+/// A Mattermost or Slack post: the text, and the name, channel and icon when given.
+pub fn chat_post(
+    text: String,
+    username: &Option<String>,
+    channel: &Option<String>,
+    icon_url: &Option<String>,
+) -> Value {
+    let mut post = json!({ "text": text });
+    for (key, value) in [("username", username), ("channel", channel), ("icon_url", icon_url)] {
+        if let Some(value) = value {
+            post[key] = Value::from(value.as_str());
+        }
+    }
+    post
 }
 
 /// The title in bold (`**` Markdown, `*` Slack) over the body, cut to `max` characters.

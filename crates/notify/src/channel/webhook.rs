@@ -2,9 +2,9 @@
 //! Slack-style `{"text": …}` payload, with extra headers.
 
 use opsline::Secret;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::mattermost::chat_text;
+use super::mattermost::{chat_post, chat_text};
 use super::{Channel, Message};
 use crate::http::{Api, Failure, Http, Payload, truncate};
 
@@ -51,17 +51,8 @@ impl Webhook<'_> {
             Format::Record => serde_json::to_vec(message.data).expect("JSON values serialise"),
             Format::Template => message.payload.clone().unwrap_or_default(),
             Format::Slack => {
-                let mut post = json!({ "text": chat_text(message, "*", SLACK_MAX_TEXT) });
-                let optional = [
-                    ("username", &self.username),
-                    ("channel", &self.channel),
-                    ("icon_url", &self.icon_url),
-                ];
-                for (key, value) in optional {
-                    if let Some(value) = value {
-                        post[key] = Value::from(value.as_str());
-                    }
-                }
+                let text = chat_text(message, "*", SLACK_MAX_TEXT);
+                let post = chat_post(text, &self.username, &self.channel, &self.icon_url);
                 serde_json::to_vec(&post).expect("JSON values serialise")
             }
         }
