@@ -48,7 +48,7 @@ pub const EXAMPLES: &[opsline::man::Example] = &[
 /// Runs the tool.
 pub fn run(cli: Cli, ctx: &opsline::Context) -> anyhow::Result<Code> {
     silence_library_logs();
-    let (http, parts) = setup::Setup::new(&cli, ctx)?.into_parts()?;
+    let (http, parts) = setup::prepare(&cli, ctx)?;
     let mut notifier = parts.build(&cli, &http);
     let flush = if cli.digest && cli.every.is_none() { Flush::Buffered } else { Flush::EachRecord };
     let mut out = RecordWriter::stdout(ctx.tool, flush)?;

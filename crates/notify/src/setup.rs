@@ -19,19 +19,6 @@ use crate::redact::Redactor;
 use crate::retry::Retry;
 use crate::template::{Source, Templates, UserTemplates};
 
-/// Everything resolved from the command line.
-#[derive(Debug)]
-pub struct Setup<'a> {
-    cli: &'a Cli,
-    http: Http,
-    email: Option<Email>,
-    mattermost_url: Option<Secret>,
-    pushover: Option<(Secret, Secret)>,
-    webhook: Option<(Secret, bool)>,
-    headers: Vec<(String, Secret)>,
-    templates: Templates,
-}
-
 fn usage(message: impl Into<String>) -> anyhow::Error {
     opsline::exit::err(Code::Usage, message.into())
 }
@@ -40,126 +27,116 @@ fn config(message: impl Into<String>) -> anyhow::Error {
     opsline::exit::err(Code::Config, message.into())
 }
 
-impl<'a> Setup<'a> {
-    /// Checks the options, reads the secrets and compiles the templates.
-    pub fn new(cli: &'a Cli, ctx: &Context) -> anyhow::Result<Self> {
-        check_options(cli)?;
-        let tool = ctx.tool;
-        let mut redactor = Redactor::default();
-        let mut remember = |secret: Option<Secret>| {
-            if let Some(s) = &secret {
-                redactor.add(s);
-            }
-            secret
-        };
-        let smtp_password =
-            remember(Secret::resolve(tool, "smtp-password", cli.smtp_password_file.as_deref())?);
-        let mattermost_url = if cli.mattermost {
-            let url = remember(Secret::resolve(
-                tool,
-                "mattermost-url",
-                cli.mattermost_url_file.as_deref(),
-            )?);
-            Some(url.ok_or_else(|| config("--mattermost needs the webhook URL in --mattermost-url-file or NOTIFY_MATTERMOST_URL"))?)
-        } else {
-            None
-        };
-        let pushover = if cli.pushover {
-            let token = remember(Secret::resolve(tool, "pushover-token", cli.pushover_token_file.as_deref())?)
-                .ok_or_else(|| config("--pushover needs the application token in --pushover-token-file or NOTIFY_PUSHOVER_TOKEN"))?;
-            let user = remember(Secret::resolve(
-                tool,
-                "pushover-user",
-                cli.pushover_user_file.as_deref(),
-            )?)
-            .ok_or_else(|| {
-                config(
-                    "--pushover needs the user key in --pushover-user-file or NOTIFY_PUSHOVER_USER",
-                )
-            })?;
-            Some((token, user))
-        } else {
-            None
-        };
-        let webhook = match (&cli.webhook, &cli.webhook_url_file) {
-            (Some(url), _) => Some((Secret::new(url.clone()), true)),
-            (None, Some(file)) => {
-                Some((remember(Some(Secret::from_file(file)?)).expect("given"), false))
-            }
-            (None, None) => None,
-        };
-        let mut headers = parse_headers(&cli.header)?
-            .into_iter()
-            .map(|(name, value)| (name, Secret::new(value)))
-            .collect::<Vec<_>>();
-        if let Some(file) = &cli.header_file {
-            for (name, value) in read_header_file(file)? {
-                let value = remember(Some(Secret::new(value))).expect("given");
-                headers.push((name, value));
-            }
+/// Checks the options, reads the secrets and compiles the templates: the HTTP client, and what
+/// the [`Notifier`] is built from once the client has a home to borrow from.
+pub fn prepare(cli: &Cli, ctx: &Context) -> anyhow::Result<(Http, NotifierParts)> {
+    check_options(cli)?;
+    let tool = ctx.tool;
+    let mut redactor = Redactor::default();
+    let mut remember = |secret: Option<Secret>| {
+        if let Some(s) = &secret {
+            redactor.add(s);
         }
-        let retry = Retry {
-            retries: cli.retries,
-            delay: seconds(cli.retry_delay, "--retry-delay")?,
-            max_retry_after: Duration::from_secs(cli.max_retry_after),
-            shutdown: ctx.shutdown.clone(),
-        };
-        let timeout = seconds(cli.timeout, "--timeout")?;
-        let email = match &cli.smtp {
-            Some(url) => Some(Email::new(
-                email::Settings {
-                    url,
-                    insecure: cli.smtp_insecure,
-                    user: cli.smtp_user.as_deref(),
-                    password: smtp_password,
-                    ca_cert: cli.smtp_ca_cert.as_deref(),
-                    from: cli.from.as_deref().ok_or_else(|| usage("--smtp needs --from"))?,
-                    timeout,
-                },
-                retry.clone(),
-                redactor.clone(),
-            )?),
-            None => None,
-        };
-        let http = Http::new(timeout, cli.ca_cert.as_deref(), retry, redactor)?;
-        let templates = compile_templates(cli)?;
-        Ok(Setup { cli, http, email, mattermost_url, pushover, webhook, headers, templates })
+        secret
+    };
+    let smtp_password =
+        remember(Secret::resolve(tool, "smtp-password", cli.smtp_password_file.as_deref())?);
+    let mattermost_url = if cli.mattermost {
+        let url =
+            remember(Secret::resolve(tool, "mattermost-url", cli.mattermost_url_file.as_deref())?);
+        Some(url.ok_or_else(|| config("--mattermost needs the webhook URL in --mattermost-url-file or NOTIFY_MATTERMOST_URL"))?)
+    } else {
+        None
+    };
+    let pushover = if cli.pushover {
+        let token = remember(Secret::resolve(tool, "pushover-token", cli.pushover_token_file.as_deref())?)
+                .ok_or_else(|| config("--pushover needs the application token in --pushover-token-file or NOTIFY_PUSHOVER_TOKEN"))?;
+        let user = remember(Secret::resolve(
+            tool,
+            "pushover-user",
+            cli.pushover_user_file.as_deref(),
+        )?)
+        .ok_or_else(|| {
+            config("--pushover needs the user key in --pushover-user-file or NOTIFY_PUSHOVER_USER")
+        })?;
+        Some((token, user))
+    } else {
+        None
+    };
+    let webhook = match (&cli.webhook, &cli.webhook_url_file) {
+        (Some(url), _) => Some((Secret::new(url.clone()), true)),
+        (None, Some(file)) => {
+            Some((remember(Some(Secret::from_file(file)?)).expect("given"), false))
+        }
+        (None, None) => None,
+    };
+    let mut headers = parse_headers(&cli.header)?
+        .into_iter()
+        .map(|(name, value)| (name, Secret::new(value)))
+        .collect::<Vec<_>>();
+    if let Some(file) = &cli.header_file {
+        for (name, value) in read_header_file(file)? {
+            let value = remember(Some(Secret::new(value))).expect("given");
+            headers.push((name, value));
+        }
     }
-
-    /// The HTTP client and what the notifier is built from.
-    pub fn into_parts(self) -> anyhow::Result<(Http, NotifierParts)> {
-        let Setup { cli, http, email, mattermost_url, pushover, webhook, headers, templates } =
-            self;
-        let addressing = Addressing {
-            to: cli
-                .to
-                .iter()
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| addresses(&t.as_str().into()).map_err(|e| usage(format!("--to: {e}"))))
-                .collect::<anyhow::Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect(),
-            to_field: cli.to_field.clone(),
-            attach: cli.attach.clone(),
-            attach_fields: cli.attach_field.clone(),
-            max_attachment: cli.max_attachment_size,
-        };
-        let parts = NotifierParts {
-            email,
-            mattermost_url,
-            pushover,
-            webhook,
-            headers,
-            templates,
-            addressing,
-            limit: cli.max_per_minute.map(RateLimit::per_minute),
-        };
-        Ok((http, parts))
-    }
+    let retry = Retry {
+        retries: cli.retries,
+        delay: seconds(cli.retry_delay, "--retry-delay")?,
+        max_retry_after: Duration::from_secs(cli.max_retry_after),
+        shutdown: ctx.shutdown.clone(),
+    };
+    let timeout = seconds(cli.timeout, "--timeout")?;
+    let email = match &cli.smtp {
+        Some(url) => Some(Email::new(
+            email::Settings {
+                url,
+                insecure: cli.smtp_insecure,
+                user: cli.smtp_user.as_deref(),
+                password: smtp_password,
+                ca_cert: cli.smtp_ca_cert.as_deref(),
+                from: cli.from.as_deref().ok_or_else(|| usage("--smtp needs --from"))?,
+                timeout,
+            },
+            retry.clone(),
+            redactor.clone(),
+        )?),
+        None => None,
+    };
+    let http = Http::new(timeout, cli.ca_cert.as_deref(), retry, redactor)?;
+    let parts = NotifierParts {
+        email,
+        mattermost_url,
+        pushover,
+        webhook,
+        headers,
+        templates: compile_templates(cli)?,
+        addressing: addressing(cli)?,
+        limit: cli.max_per_minute.map(RateLimit::per_minute),
+    };
+    Ok((http, parts))
 }
 
-/// What a [`Notifier`] is built from, once the HTTP client has a home to borrow from.
+/// Whom to write to and what to attach.
+fn addressing(cli: &Cli) -> anyhow::Result<Addressing> {
+    Ok(Addressing {
+        to: cli
+            .to
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| addresses(&t.as_str().into()).map_err(|e| usage(format!("--to: {e}"))))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+        to_field: cli.to_field.clone(),
+        attach: cli.attach.clone(),
+        attach_fields: cli.attach_field.clone(),
+        max_attachment: cli.max_attachment_size,
+    })
+}
+
+/// What a [`Notifier`] is built from.
 #[derive(Debug)]
 pub struct NotifierParts {
     email: Option<Email>,
