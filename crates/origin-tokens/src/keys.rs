@@ -19,29 +19,46 @@ const NO_KEY: KeyId = KeyId::MAX;
 
 /// A name of up to [`Short::MAX`] bytes held inline, zero-padded, with its length in the last
 /// byte (so that trailing NUL bytes still make a different name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Short([u64; 3]);
 
 impl Short {
     const MAX: usize = 23;
 
     fn new(name: &[u8]) -> Option<Short> {
-        if name.len() > Self::MAX {
+        let len = name.len();
+        if len > Self::MAX {
             return None;
         }
-        // Whole words are loaded as they are and the rest shifted in byte by byte: copying
-        // into a byte array and reading it back as words stalls on store forwarding.
-        let mut words = [0u64; 3];
-        let mut chunks = name.chunks_exact(8);
-        for (word, chunk) in words.iter_mut().zip(chunks.by_ref()) {
-            *word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        }
-        let full = name.len() / 8;
-        for (i, &byte) in chunks.remainder().iter().enumerate() {
-            words[full] |= u64::from(byte) << (8 * i);
-        }
-        words[2] |= (name.len() as u64) << 56;
-        Some(Short(words))
+        // Whole words are loaded as they are, without a loop: copying into a byte array and
+        // reading it back as words stalls on store forwarding.
+        let word = |i: usize| {
+            let start = 8 * i;
+            if len >= start + 8 {
+                word_at(&name[start..])
+            } else if len <= start {
+                0
+            } else if len >= 8 {
+                // The last eight bytes, shifted so that only those past `start` remain
+                // (little-endian: the first byte is the lowest).
+                word_at(&name[len - 8..]) >> (8 * (start + 8 - len))
+            } else {
+                name.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b))
+            }
+        };
+        Some(Short([word(0), word(1), word(2) | (len as u64) << 56]))
+    }
+}
+
+/// The eight bytes at the start of `bytes` (which holds at least eight) as a little-endian word.
+fn word_at(bytes: &[u8]) -> u64 {
+    bytes.first_chunk::<8>().map_or(0, |word| u64::from_le_bytes(*word))
+}
+
+/// The three words as they are: the derived hash would add the length and go byte-wise.
+impl std::hash::Hash for Short {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.iter().for_each(|&word| state.write_u64(word));
     }
 }
 
@@ -56,7 +73,11 @@ impl Names {
     fn id(&mut self, name: &[u8]) -> u32 {
         let next = u32::try_from(self.short.len() + self.long.len()).unwrap_or(u32::MAX);
         match Short::new(name) {
-            Some(short) => *self.short.entry(short).or_insert(next),
+            // A lookup before the insert: nearly every name is known, and `entry` costs more.
+            Some(short) => match self.short.get(&short) {
+                Some(&id) => id,
+                None => *self.short.entry(short).or_insert(next),
+            },
             None => match self.long.get(name) {
                 Some(&id) => id,
                 None => *self.long.entry(name.into()).or_insert(next),
@@ -80,6 +101,9 @@ struct Daemon {
 pub struct Keys {
     /// A log has one or two daemons, so a scan beats hashing.
     daemons: Vec<Daemon>,
+    /// The daemon of the last lookup as written, and its place in `daemons`: lines of one
+    /// daemon come in long runs, and comparing three words is cheaper than a case-blind scan.
+    last_daemon: Option<(Short, usize)>,
     clients: Names,
     count: u32,
     buf: Vec<u8>,
@@ -149,13 +173,25 @@ impl Keys {
     }
 
     fn daemon(&mut self, daemon: &[u8]) -> &mut Daemon {
+        let short = Short::new(daemon);
+        let index = match self.last_daemon {
+            Some((last, index)) if short == Some(last) => index,
+            _ => {
+                let index = self.daemon_index(daemon);
+                self.last_daemon = short.map(|short| (short, index));
+                index
+            }
+        };
+        &mut self.daemons[index]
+    }
+
+    fn daemon_index(&mut self, daemon: &[u8]) -> usize {
         let found = self.daemons.iter().position(|d| d.name.eq_ignore_ascii_case(daemon));
-        let index = found.unwrap_or_else(|| {
+        found.unwrap_or_else(|| {
             let name = daemon.to_ascii_lowercase().into();
             self.daemons.push(Daemon { name, ..Daemon::default() });
             self.daemons.len() - 1
-        });
-        &mut self.daemons[index]
+        })
     }
 }
 
@@ -256,5 +292,14 @@ mod tests {
         assert_ne!(Short::new(b"ab"), Short::new(b"ab\0"));
         assert!(Short::new(&[b'x'; 23]).is_some());
         assert!(Short::new(&[b'x'; 24]).is_none());
+        let name = b"user466@PC-066 feature";
+        for len in 0..=name.len() {
+            let mut bytes = [0u8; 24];
+            bytes[..len].copy_from_slice(&name[..len]);
+            bytes[23] = u8::try_from(len).unwrap();
+            let words: Vec<u64> =
+                bytes.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+            assert_eq!(Short::new(&name[..len]).unwrap().0, words[..], "{len} bytes");
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::engine::KeyInfo;
 use crate::keys::{KeyId, Keys, Lookup, SharedRegistry};
-use crate::parse::{Kind, LineTime, Message, Parsed, Usage, parse_line};
+use crate::parse::{Kind, LineTime, Message, Parsed, Usage, parse_common_usage, parse_line};
 
 /// Where some bytes lie in a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Preparer {
 
     /// The entry of one line (its spans relative to `line`).
     pub fn line(&mut self, line: &[u8]) -> Entry {
-        let parsed = match parse_line(line) {
+        let parsed = match parse_common_usage(line).map_or_else(|| parse_line(line), Parsed::Line) {
             Parsed::Blank => return Entry::Blank,
             Parsed::Malformed(why) => return Entry::Malformed(why),
             Parsed::Line(parsed) => parsed,
