@@ -55,29 +55,77 @@ fn word_at(bytes: &[u8]) -> u64 {
     bytes.first_chunk::<8>().map_or(0, |word| u64::from_le_bytes(*word))
 }
 
-/// The three words as they are: the derived hash would add the length and go byte-wise.
-impl std::hash::Hash for Short {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.iter().for_each(|&word| state.write_u64(word));
+/// Ids of [`Short`] names in one array, probed linearly from a slot picked by the words: a
+/// lookup is a multiply and, at a load under one half, nearly always one compare of three
+/// words (a general hash map costs several times the instructions, on every line twice).
+#[derive(Debug, Default)]
+struct ShortTable {
+    /// A power of two long (or empty); unused slots hold [`ShortTable::EMPTY`].
+    slots: Vec<(Short, u32)>,
+    /// 64 less the number of bits of a slot number.
+    shift: u32,
+    len: usize,
+}
+
+impl ShortTable {
+    /// No name has 255 bytes: a length byte no [`Short`] has.
+    const EMPTY: Short = Short([0, 0, u64::MAX]);
+
+    fn slot(short: &Short, shift: u32) -> usize {
+        let [a, b, c] = short.0;
+        let mixed = (a ^ b.rotate_left(21) ^ c.rotate_left(42)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The multiply carries every bit upwards: only the top bits depend on all of them.
+        (mixed >> shift) as usize
+    }
+
+    /// The id of `short`, given `next` if it has none yet.
+    fn id(&mut self, short: Short, next: u32) -> u32 {
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = Self::slot(&short, self.shift);
+        loop {
+            let (name, id) = self.slots[i];
+            if name == short {
+                return id;
+            }
+            if name == Self::EMPTY {
+                self.slots[i] = (short, next);
+                self.len += 1;
+                return next;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (2 * self.slots.len()).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(Self::EMPTY, 0); size]);
+        self.shift = 64 - size.trailing_zeros();
+        let mask = size - 1;
+        for (name, id) in old.into_iter().filter(|&(name, _)| name != Self::EMPTY) {
+            let mut i = Self::slot(&name, self.shift);
+            while self.slots[i].0 != Self::EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = (name, id);
+        }
     }
 }
 
 /// Ids for byte strings of one kind.
 #[derive(Debug, Default)]
 struct Names {
-    short: FastMap<Short, u32>,
+    short: ShortTable,
     long: FastMap<Box<[u8]>, u32>,
 }
 
 impl Names {
     fn id(&mut self, name: &[u8]) -> u32 {
-        let next = u32::try_from(self.short.len() + self.long.len()).unwrap_or(u32::MAX);
+        let next = u32::try_from(self.short.len + self.long.len()).unwrap_or(u32::MAX);
         match Short::new(name) {
-            // A lookup before the insert: nearly every name is known, and `entry` costs more.
-            Some(short) => match self.short.get(&short) {
-                Some(&id) => id,
-                None => *self.short.entry(short).or_insert(next),
-            },
+            Some(short) => self.short.id(short, next),
             None => match self.long.get(name) {
                 Some(&id) => id,
                 None => *self.long.entry(name.into()).or_insert(next),
@@ -285,6 +333,20 @@ mod tests {
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" ann@PC1"#), Lookup::New(1));
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" JOSÉ@pc1"#), Lookup::New(2));
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" josé@pc1"#), Lookup::Known(2));
+    }
+
+    #[test]
+    fn names_keep_their_ids_as_the_table_grows() {
+        let mut names = Names::default();
+        let name = |i: u32| format!("user{i:03}@PC-{:03}", i % 400);
+        for i in 0..1000 {
+            assert_eq!(names.id(name(i).as_bytes()), i);
+        }
+        assert_eq!(names.id(b""), 1000);
+        for i in (0..1000).rev() {
+            assert_eq!(names.id(name(i).as_bytes()), i);
+        }
+        assert_eq!(names.id(b""), 1000);
     }
 
     #[test]
