@@ -36,6 +36,7 @@ impl DateTracker {
 
     /// The date of a line at `secs` after midnight, rolling over to the next day on a
     /// backwards jump.
+    #[inline]
     pub fn clock(&mut self, secs: u32) -> Option<NaiveDate> {
         if self.last.is_some_and(|last| secs + ROLLOVER_SECS < last) {
             self.date = self.date.and_then(|d| d.checked_add_days(Days::new(1)));

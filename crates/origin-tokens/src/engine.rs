@@ -201,6 +201,17 @@ pub struct Stats {
 
 const FIRST_MALFORMED: usize = 5;
 
+/// What a line needs to know of its key.
+#[derive(Debug, Clone, Copy)]
+struct KeyState {
+    /// Whether `--user`/`--feature` let the key through.
+    selected: bool,
+    /// The key's daemon's place in `Engine::daemons`, once known.
+    daemon: u32,
+}
+
+const NO_DAEMON: u32 = u32::MAX;
+
 /// What `--state` keeps between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Saved {
@@ -220,9 +231,9 @@ pub struct Engine {
     users: HashSet<String>,
     features: HashSet<String>,
     keys: Vec<KeyInfo>,
-    /// Whether `--user`/`--feature` let each key through (apart from `keys`, which is large
-    /// and rarely needed on a line).
-    selected: Vec<bool>,
+    /// What a line needs of its key, apart from `keys`, which is large and rarely needed on a
+    /// line.
+    key_state: Vec<KeyState>,
     /// Numbers the keys for every preparer; `keys` follows it.
     registry: SharedRegistry,
     /// Prepares the lines fed one by one with [`Engine::line`].
@@ -257,7 +268,7 @@ impl Engine {
             preparer,
             keys: Vec::new(),
             open: OpenTable::default(),
-            selected: Vec::new(),
+            key_state: Vec::new(),
             daemons: Vec::new(),
             port: None,
             pending: VecDeque::new(),
@@ -285,7 +296,7 @@ impl Engine {
     pub fn open_sessions(&self) -> Vec<(&KeyInfo, &OpenSession)> {
         self.open_by_start()
             .into_iter()
-            .filter(|&id| self.selected[id as usize])
+            .filter(|&id| self.key_state[id as usize].selected)
             .filter_map(|id| self.open.get(id).map(|s| (&self.keys[id as usize], s)))
             .collect()
     }
@@ -336,7 +347,7 @@ impl Engine {
         for info in registry.lock().since(self.keys.len()) {
             let selected = (self.users.is_empty() || self.users.contains(&info.user))
                 && (self.features.is_empty() || self.features.contains(&info.feature));
-            self.selected.push(selected);
+            self.key_state.push(KeyState { selected, daemon: NO_DAEMON });
             self.keys.push(info.clone());
             self.open.add_key();
         }
@@ -380,7 +391,7 @@ impl Engine {
         let reason = usage.reason.map(|r| r.of(raw));
         let line = UsageLine { kind: usage.kind, licenses: usage.licenses, reason };
         self.usage(t, id, &line, raw, sink)?;
-        self.seen(usage.daemon.of(raw), t);
+        self.seen_key(id, usage.daemon.of(raw), t);
         Ok(Flow::Continue)
     }
 
@@ -398,6 +409,7 @@ impl Engine {
     }
 
     /// Moves the clock on to a line at `t`; stops after `--until`/`--at`.
+    #[inline]
     fn advance<S: Sink>(&mut self, t: i64, sink: &mut S) -> anyhow::Result<Flow> {
         if let Some(stop) = self.options.stop_after.filter(|&stop| t > stop) {
             // What was open is known to have lasted until the stop time.
@@ -424,6 +436,7 @@ impl Engine {
     }
 
     /// The Unix time of a line at `time`, from the running date or the date the line states.
+    #[inline]
     fn date(&mut self, time: LineTime, anchor: Option<(NaiveDate, Anchor)>) -> Option<i64> {
         match time {
             LineTime::Clock(secs) => {
@@ -468,7 +481,17 @@ impl Engine {
         }
     }
 
-    fn seen(&mut self, daemon: &[u8], t: i64) {
+    /// [`Engine::seen`] for a usage line of key `id`, whose daemon is found once a key.
+    fn seen_key(&mut self, id: KeyId, daemon: &[u8], t: i64) {
+        let known = self.key_state[id as usize].daemon as usize;
+        match self.daemons.get_mut(known) {
+            Some((_, last)) => *last = (*last).max(t),
+            None => self.key_state[id as usize].daemon = self.seen(daemon, t),
+        }
+    }
+
+    /// Notes that `daemon` wrote a line at `t`; gives its place in `daemons`.
+    fn seen(&mut self, daemon: &[u8], t: i64) -> u32 {
         let index = if self.last_daemon.1 < self.daemons.len() && self.last_daemon.0 == daemon {
             self.last_daemon.1
         } else {
@@ -485,6 +508,7 @@ impl Engine {
         };
         let entry = &mut self.daemons[index].1;
         *entry = (*entry).max(t);
+        u32::try_from(index).unwrap_or(NO_DAEMON)
     }
 
     /// The last time `daemon` wrote a line before `t` (a crash leaves no IN lines: its
@@ -555,7 +579,7 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<()> {
         let idx = id as usize;
-        if !self.selected[idx] {
+        if !self.key_state[idx].selected {
             return Ok(());
         }
         match usage.kind {
@@ -588,18 +612,13 @@ impl Engine {
         self.resolve_denials(id, sink)?;
         let idx = id as usize;
         let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
-        let started = !self.open.is_open(id);
-        if started {
-            let session = OpenSession {
-                start: t,
-                checkouts: SmallVec::new(),
-                max_licenses: 0,
-                outs: 0,
-                ip: ip.clone().map(Box::new),
-            };
-            self.open.insert(id, session);
-        }
-        let Some(session) = self.open.get_mut(id) else { return Ok(()) };
+        let (session, started) = self.open.get_or_open(id, || OpenSession {
+            start: t,
+            checkouts: SmallVec::new(),
+            max_licenses: 0,
+            outs: 0,
+            ip: ip.clone().map(Box::new),
+        });
         session.checkouts.push((t, usage.licenses));
         session.outs += 1;
         session.max_licenses = session.max_licenses.max(session.held());
@@ -696,6 +715,7 @@ impl Engine {
         sink.session(&ClosedSession { key, session, end, until: at, closed_by })
     }
 
+    #[inline]
     fn expire_denials<S: Sink>(&mut self, t: i64, sink: &mut S) -> anyhow::Result<()> {
         while let Some(&(when, id)) = self.pending.front() {
             if when + self.options.transient_secs >= t {
@@ -707,6 +727,7 @@ impl Engine {
         Ok(())
     }
 
+    #[inline]
     fn resolve_denials<S: Sink>(&mut self, id: KeyId, sink: &mut S) -> anyhow::Result<()> {
         if !self.pending.iter().any(|p| p.1 == id) {
             return Ok(());
@@ -734,7 +755,7 @@ impl Engine {
         }
         let end = self.last_epoch.unwrap_or_default();
         let mut order = self.open_by_start();
-        order.retain(|&id| self.selected[id as usize]);
+        order.retain(|&id| self.key_state[id as usize].selected);
         for id in order {
             if let Some(session) = self.open.get(id) {
                 self.close(id as usize, session, end.max(session.start), "open", None, sink)?;
@@ -769,6 +790,7 @@ impl Engine {
         self.port = self.port.or(saved.port);
         self.daemons = saved.daemons;
         self.last_daemon = (Vec::new(), usize::MAX);
+        self.key_state.iter_mut().for_each(|state| state.daemon = NO_DAEMON);
         for (info, session) in saved.open {
             let id = self.key(info);
             self.open.insert(id, session);

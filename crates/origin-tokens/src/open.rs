@@ -23,14 +23,10 @@ impl OpenTable {
         self.slot.push(NONE);
     }
 
+    #[inline]
     fn place(&self, key: KeyId) -> Option<usize> {
         let slot = *self.slot.get(key as usize)?;
         (slot != NONE).then_some(slot as usize)
-    }
-
-    /// Whether the key has a session open.
-    pub fn is_open(&self, key: KeyId) -> bool {
-        self.place(key).is_some()
     }
 
     /// The key's open session.
@@ -39,6 +35,7 @@ impl OpenTable {
     }
 
     /// The key's open session, to change.
+    #[inline]
     pub fn get_mut(&mut self, key: KeyId) -> Option<&mut OpenSession> {
         self.place(key).map(|i| &mut self.live[i].1)
     }
@@ -52,6 +49,24 @@ impl OpenTable {
                 self.live.push((key, session));
             }
         }
+    }
+
+    /// The key's open session, opened with `open` if there is none; and whether it was.
+    #[inline]
+    pub fn get_or_open(
+        &mut self,
+        key: KeyId,
+        open: impl FnOnce() -> OpenSession,
+    ) -> (&mut OpenSession, bool) {
+        let (i, opened) = match self.place(key) {
+            Some(i) => (i, false),
+            None => {
+                self.slot[key as usize] = u32::try_from(self.live.len()).unwrap_or(NONE);
+                self.live.push((key, open()));
+                (self.live.len() - 1, true)
+            }
+        };
+        (&mut self.live[i].1, opened)
     }
 
     /// Closes the key's session, giving it back.
@@ -96,12 +111,17 @@ mod tests {
         table.insert(3, session(30));
         assert_eq!(table.keys(), [0, 2, 3]);
         assert_eq!(table.take(2).map(|s| s.start), Some(20));
-        assert!(!table.is_open(2));
+        assert!(table.get(2).is_none());
         assert_eq!(table.take(2), None);
         assert_eq!(table.get(3).map(|s| s.start), Some(30), "the moved session is still found");
         table.get_mut(0).unwrap().outs = 5;
         assert_eq!(table.get(0).map(|s| s.outs), Some(5));
         assert_eq!(table.keys(), [0, 3]);
-        assert!(!table.is_open(1));
+        assert!(table.get(1).is_none());
+        let (opened, new) = table.get_or_open(1, || session(10));
+        assert_eq!((opened.start, new), (10, true));
+        let (found, new) = table.get_or_open(3, || session(99));
+        assert_eq!((found.start, new), (30, false), "an open session is kept");
+        assert_eq!(table.keys(), [0, 1, 3]);
     }
 }

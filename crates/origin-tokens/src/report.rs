@@ -123,9 +123,19 @@ struct Gauge {
     checkouts: i64,
     held: i64,
     last: i64,
-    /// The row of the period last touched (period start, index), sparing a map lookup on
+    /// The row of the period last touched, sparing a map lookup and the period's bounds on
     /// almost every change.
-    row: Option<(i64, usize)>,
+    row: Option<RowAt>,
+}
+
+/// A group's row of one period.
+#[derive(Debug, Clone, Copy)]
+struct RowAt {
+    /// The period, `[start, end)`.
+    start: i64,
+    end: i64,
+    /// The row's place in `Report::rows`.
+    index: usize,
 }
 
 /// The report sink.
@@ -162,11 +172,20 @@ impl Report {
         }
     }
 
+    #[inline]
     fn group(&mut self, key: KeyId, info: &KeyInfo) -> u32 {
-        let idx = key as usize;
-        if let Some(&g) = self.key_group.get(idx).filter(|&&g| g != u32::MAX) {
-            return g;
+        match self.key_group.get(key as usize) {
+            Some(&g) if g != u32::MAX => g,
+            _ => self.new_group(key, info),
         }
+    }
+
+    /// The group of a key met for the first time (kept out of line: [`Report::group`] is on
+    /// every change).
+    #[cold]
+    #[inline(never)]
+    fn new_group(&mut self, key: KeyId, info: &KeyInfo) -> u32 {
+        let idx = key as usize;
         let name = self.by.of(info);
         let g = match self.group_ids.get(name) {
             Some(&g) => g,
@@ -185,27 +204,34 @@ impl Report {
         g
     }
 
-    fn row(&mut self, t: i64, g: u32) -> &mut Row {
-        let (start, _) = self.periods.bounds(t);
-        let gauge = &mut self.gauges[g as usize];
-        let index = match gauge.row {
-            Some((cached, index)) if cached == start => index,
-            _ => {
-                let next = self.rows.len();
-                let index = *self.index.entry((start, g)).or_insert(next);
-                if index == next {
-                    self.rows.push(Row::default());
-                    self.row_keys.push((start, g));
-                }
-                gauge.row = Some((start, index));
-                index
-            }
+    /// The group's row of the period holding `t`, and the end of that period.
+    #[inline]
+    fn row(&mut self, t: i64, g: u32) -> (&mut Row, i64) {
+        let at = match self.gauges[g as usize].row {
+            Some(at) if t >= at.start && t < at.end => at,
+            _ => self.find_row(t, g),
         };
-        &mut self.rows[index]
+        (&mut self.rows[at.index], at.end)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_row(&mut self, t: i64, g: u32) -> RowAt {
+        let (start, end) = self.periods.bounds(t);
+        let next = self.rows.len();
+        let index = *self.index.entry((start, g)).or_insert(next);
+        if index == next {
+            self.rows.push(Row::default());
+            self.row_keys.push((start, g));
+        }
+        let at = RowAt { start, end, index };
+        self.gauges[g as usize].row = Some(at);
+        at
     }
 
     /// Adds the time from the gauge's last change to `t`, split at period boundaries and
     /// clipped to the report's window.
+    #[inline]
     fn accrue(&mut self, g: u32, t: i64) {
         let gauge = self.gauges[g as usize];
         let mut from = gauge.last.max(self.since);
@@ -214,9 +240,8 @@ impl Report {
             return;
         }
         while from < to {
-            let (_, end) = self.periods.bounds(from);
+            let (row, end) = self.row(from, g);
             let upto = end.min(to);
-            let row = self.row(from, g);
             row.connected += upto - from;
             row.license_seconds += gauge.held * (upto - from);
             peak(row, gauge.held, from);
@@ -224,6 +249,7 @@ impl Report {
         }
     }
 
+    #[inline]
     fn in_window(&self, t: i64) -> bool {
         t >= self.since && t < self.until
     }
@@ -269,7 +295,7 @@ impl Sink for Report {
         gauge.held = (gauge.held + delta.licenses).max(0);
         let held = gauge.held;
         if self.in_window(t) {
-            let row = self.row(t, g);
+            let (row, _) = self.row(t, g);
             row.sessions += u32::from(delta.session_started);
             peak(row, held, t);
         }
@@ -285,7 +311,7 @@ impl Sink for Report {
     ) -> anyhow::Result<()> {
         let g = self.group(key, info);
         if self.in_window(time) {
-            let row = self.row(time, g);
+            let (row, _) = self.row(time, g);
             if transient {
                 row.transient_denials += 1;
             } else {

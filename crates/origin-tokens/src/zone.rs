@@ -108,6 +108,7 @@ impl DayClock {
     }
 
     /// Unix seconds of `secs` after midnight of `date`, wall-clock in the zone.
+    #[inline]
     pub fn epoch(&mut self, date: NaiveDate, secs: u32) -> i64 {
         let base = match self.day {
             Some((d, base)) if d == date => base,
