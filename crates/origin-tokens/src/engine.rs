@@ -361,7 +361,11 @@ impl Engine {
                 self.stats.blank += 1;
                 Ok(Flow::Continue)
             }
-            Entry::Malformed(why) => {
+            Entry::Malformed => {
+                let why = match parse_line(raw) {
+                    Parsed::Malformed(why) => why,
+                    Parsed::Blank | Parsed::Line(_) => "not a debug-log line",
+                };
                 self.malformed(why);
                 Ok(Flow::Continue)
             }
@@ -379,7 +383,8 @@ impl Engine {
         usage: &UsageEntry,
         sink: &mut S,
     ) -> anyhow::Result<Flow> {
-        let Some(t) = self.date(usage.time, None) else {
+        let Some(parts) = usage.parts(raw) else { return Ok(Flow::Continue) };
+        let Some(t) = self.date(parts.time, None) else {
             // Usage before any date cannot be placed: count what is lost.
             self.stats.undated += 1;
             return Ok(Flow::Continue);
@@ -388,10 +393,9 @@ impl Engine {
             return Ok(Flow::Stop);
         }
         let id = usage.key;
-        let reason = usage.reason.map(|r| r.of(raw));
-        let line = UsageLine { kind: usage.kind, licenses: usage.licenses, reason };
+        let line = UsageLine { kind: usage.kind, licenses: usage.licenses, reason: parts.reason };
         self.usage(t, id, &line, raw, sink)?;
-        self.seen_key(id, usage.daemon.of(raw), t);
+        self.seen_key(id, parts.daemon, t);
         Ok(Flow::Continue)
     }
 

@@ -439,7 +439,8 @@ fn common_usage(kind: Kind, rest: &[u8]) -> Option<Usage<'_>> {
     }
     let client = &rest[..end];
     let (user, host) = (&client[..at], &client[at + 1..]);
-    let (licenses, reason) = parse_tail(tail);
+    // Most checkouts and checkins end with the client.
+    let (licenses, reason) = if tail.is_empty() { (1, None) } else { parse_tail(tail) };
     Some(Usage { kind, feature, user, host, client: Some(client), licenses, reason })
 }
 

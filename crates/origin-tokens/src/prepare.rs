@@ -9,7 +9,7 @@
 
 use crate::engine::KeyInfo;
 use crate::keys::{KeyId, Keys, Lookup, SharedRegistry};
-use crate::parse::{Kind, LineTime, Message, Parsed, Usage, parse_common_usage, parse_line};
+use crate::parse::{Kind, Line, LineTime, Message, Parsed, Usage, parse_common_usage, parse_line};
 
 /// Where some bytes lie in a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,21 +32,86 @@ impl Span {
     }
 }
 
+/// Where a part of a line lies within it, in 16 bits a number: entries are kept small, as
+/// a block holds one a line and the engine reads them as they stream by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Within {
+    start: u16,
+    len: u16,
+}
+
+impl Within {
+    /// `part` of `line`, if it lies within its first 64 KiB.
+    fn new(line: &[u8], part: &[u8]) -> Option<Within> {
+        let offset = part.as_ptr().addr() - line.as_ptr().addr();
+        Some(Within { start: u16::try_from(offset).ok()?, len: u16::try_from(part.len()).ok()? })
+    }
+
+    /// The bytes of the part.
+    pub fn of<'a>(&self, line: &'a [u8]) -> &'a [u8] {
+        let start = usize::from(self.start);
+        line.get(start..start + usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// A usage line, its key found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageEntry {
-    /// The time prefix.
-    pub time: LineTime,
+    /// Seconds since midnight, or [`UsageEntry::PARSE_AGAIN`] for a line that states its date
+    /// or whose parts lie too far in (rare: the engine parses such a line again for them).
+    clock: u32,
     /// What happened.
     pub kind: Kind,
     /// The key's number in the registry.
     pub key: KeyId,
     /// `(N licenses)`, 1 when absent.
     pub licenses: u32,
-    /// The daemon as written, within the line.
-    pub daemon: Span,
-    /// The reason text, within the line.
-    pub reason: Option<Span>,
+    daemon: Within,
+    reason: Option<Within>,
+}
+
+/// The parts of a usage line the engine takes from the line itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageParts<'a> {
+    /// The time prefix.
+    pub time: LineTime,
+    /// The daemon as written.
+    pub daemon: &'a [u8],
+    /// The reason text.
+    pub reason: Option<&'a [u8]>,
+}
+
+impl UsageEntry {
+    const PARSE_AGAIN: u32 = u32::MAX;
+
+    fn new(line: &[u8], parsed: &Line<'_>, usage: &Usage<'_>, key: KeyId) -> UsageEntry {
+        let daemon = Within::new(line, parsed.daemon);
+        let reason = usage.reason.map(|reason| Within::new(line, reason));
+        let (clock, daemon, reason) = match (parsed.time, daemon, reason) {
+            (LineTime::Clock(secs), Some(daemon), None) => (secs, daemon, None),
+            (LineTime::Clock(secs), Some(daemon), Some(Some(reason))) => {
+                (secs, daemon, Some(reason))
+            }
+            _ => (Self::PARSE_AGAIN, Within { start: 0, len: 0 }, None),
+        };
+        UsageEntry { clock, kind: usage.kind, key, licenses: usage.licenses, daemon, reason }
+    }
+
+    /// The time, daemon and reason of `line`, the line this entry was made of (`None` only if
+    /// it was not).
+    pub fn parts<'a>(&self, line: &'a [u8]) -> Option<UsageParts<'a>> {
+        if self.clock != Self::PARSE_AGAIN {
+            let daemon = self.daemon.of(line);
+            let reason = self.reason.map(|reason| reason.of(line));
+            return Some(UsageParts { time: LineTime::Clock(self.clock), daemon, reason });
+        }
+        match parse_line(line) {
+            Parsed::Line(Line { time, daemon, message: Message::Usage(usage) }) => {
+                Some(UsageParts { time, daemon, reason: usage.reason })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What one line turned out to be.
@@ -54,8 +119,8 @@ pub struct UsageEntry {
 pub enum Entry {
     /// Nothing but white space.
     Blank,
-    /// Not a debug-log line.
-    Malformed(&'static str),
+    /// Not a debug-log line: rare, so the engine parses it again for the reason.
+    Malformed,
     /// A checkout, checkin, denial and the like.
     Usage(UsageEntry),
     /// Any other debug-log line: rare (dates, starts, ports), so the engine parses it again
@@ -120,7 +185,7 @@ impl Preparer {
     pub fn line(&mut self, line: &[u8]) -> Entry {
         let parsed = match parse_common_usage(line).map_or_else(|| parse_line(line), Parsed::Line) {
             Parsed::Blank => return Entry::Blank,
-            Parsed::Malformed(why) => return Entry::Malformed(why),
+            Parsed::Malformed(_) => return Entry::Malformed,
             Parsed::Line(parsed) => parsed,
         };
         let Message::Usage(usage) = parsed.message else { return Entry::Other };
@@ -128,14 +193,7 @@ impl Preparer {
             Lookup::Known(ours) => self.numbers[ours as usize],
             Lookup::New(_) => self.register(parsed.daemon, &usage),
         };
-        Entry::Usage(UsageEntry {
-            time: parsed.time,
-            kind: usage.kind,
-            key,
-            licenses: usage.licenses,
-            daemon: Span::within(line, parsed.daemon),
-            reason: usage.reason.map(|reason| Span::within(line, reason)),
-        })
+        Entry::Usage(UsageEntry::new(line, &parsed, &usage, key))
     }
 
     fn register(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
@@ -164,6 +222,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_line_takes_half_a_cache_line_of_a_block() {
+        assert!(size_of::<(Span, Entry)>() <= 32, "{}", size_of::<(Span, Entry)>());
+    }
+
+    #[test]
+    fn lines_that_state_their_date_are_parsed_again_for_their_parts() {
+        let line = b"2026-11-23T09:03:12Z (orglab) IN: \"f\" u@h  (INACTIVE)";
+        let Entry::Usage(usage) = Preparer::new(SharedRegistry::default(), false).line(line) else {
+            panic!("not a usage line")
+        };
+        let parts = usage.parts(line).unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        assert_eq!(parts.time, LineTime::Stamp { date, secs: 32592, offset: Some(0) });
+        assert_eq!((parts.daemon, parts.reason), (&b"orglab"[..], Some(&b"INACTIVE"[..])));
+    }
+
+    #[test]
     fn a_block_gives_every_line_its_entry_and_keys_their_shared_numbers() {
         let text = " 9:00:00 (orglab) OUT: \"Origin\" Ann@pc1  (2 licenses)\n\n\
                     garbage\n 9:00:01 (lmgrd) TIMESTAMP 11/23/2026\n\
@@ -178,16 +253,16 @@ mod tests {
         assert_eq!(block.lines.len(), 5);
         let entries: Vec<Entry> = block.lines.iter().map(|l| l.1).collect();
         assert_eq!(entries[1], Entry::Blank);
-        assert!(matches!(entries[2], Entry::Malformed(_)));
+        assert_eq!(entries[2], Entry::Malformed);
         assert_eq!(entries[3], Entry::Other);
         let (Entry::Usage(out), Entry::Usage(checkin)) = (entries[0], entries[4]) else {
             panic!("{entries:?}")
         };
         assert_eq!((out.kind, out.key, out.licenses), (Kind::Out, 1, 2));
         assert_eq!((checkin.kind, checkin.key), (Kind::In, 1));
-        let last = block.lines[4].0.of(&block.bytes);
-        assert_eq!(checkin.reason.map(|r| r.of(last)), Some(&b"INACTIVE"[..]));
-        assert_eq!(checkin.daemon.of(last), b"ORGLAB");
+        let last = checkin.parts(block.lines[4].0.of(&block.bytes)).unwrap();
+        assert_eq!(last.reason, Some(&b"INACTIVE"[..]));
+        assert_eq!((last.daemon, last.time), (&b"ORGLAB"[..], LineTime::Clock(32402)));
         let registry = registry.lock();
         let info = &registry.since(1)[0];
         assert_eq!((&*info.daemon, &*info.user, &*info.host), ("orglab", "ann", "pc1"));
