@@ -231,14 +231,13 @@ pub struct Engine {
     users: HashSet<String>,
     features: HashSet<String>,
     keys: Vec<KeyInfo>,
-    /// What a line needs of its key, apart from `keys`, which is large and rarely needed on a
-    /// line.
-    key_state: Vec<KeyState>,
     /// Numbers the keys for every preparer; `keys` follows it.
     registry: SharedRegistry,
     /// Prepares the lines fed one by one with [`Engine::line`].
     preparer: Preparer,
-    open: OpenTable,
+    /// The open sessions, and what a line needs of its key (apart from `keys`, which is large
+    /// and rarely needed on a line).
+    open: OpenTable<KeyState>,
     daemons: Vec<(String, i64)>,
     port: Option<u16>,
     pending: VecDeque<(i64, KeyId)>,
@@ -268,7 +267,6 @@ impl Engine {
             preparer,
             keys: Vec::new(),
             open: OpenTable::default(),
-            key_state: Vec::new(),
             daemons: Vec::new(),
             port: None,
             pending: VecDeque::new(),
@@ -296,7 +294,7 @@ impl Engine {
     pub fn open_sessions(&self) -> Vec<(&KeyInfo, &OpenSession)> {
         self.open_by_start()
             .into_iter()
-            .filter(|&id| self.key_state[id as usize].selected)
+            .filter(|&id| self.open.state(id).selected)
             .filter_map(|id| self.open.get(id).map(|s| (&self.keys[id as usize], s)))
             .collect()
     }
@@ -347,9 +345,8 @@ impl Engine {
         for info in registry.lock().since(self.keys.len()) {
             let selected = (self.users.is_empty() || self.users.contains(&info.user))
                 && (self.features.is_empty() || self.features.contains(&info.feature));
-            self.key_state.push(KeyState { selected, daemon: NO_DAEMON });
             self.keys.push(info.clone());
-            self.open.add_key();
+            self.open.add_key(KeyState { selected, daemon: NO_DAEMON });
         }
     }
 
@@ -487,10 +484,10 @@ impl Engine {
 
     /// [`Engine::seen`] for a usage line of key `id`, whose daemon is found once a key.
     fn seen_key(&mut self, id: KeyId, daemon: &[u8], t: i64) {
-        let known = self.key_state[id as usize].daemon as usize;
+        let known = self.open.state(id).daemon as usize;
         match self.daemons.get_mut(known) {
             Some((_, last)) => *last = (*last).max(t),
-            None => self.key_state[id as usize].daemon = self.seen(daemon, t),
+            None => self.open.state_mut(id).daemon = self.seen(daemon, t),
         }
     }
 
@@ -583,7 +580,7 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<()> {
         let idx = id as usize;
-        if !self.key_state[idx].selected {
+        if !self.open.state(id).selected {
             return Ok(());
         }
         match usage.kind {
@@ -759,7 +756,7 @@ impl Engine {
         }
         let end = self.last_epoch.unwrap_or_default();
         let mut order = self.open_by_start();
-        order.retain(|&id| self.key_state[id as usize].selected);
+        order.retain(|&id| self.open.state(id).selected);
         for id in order {
             if let Some(session) = self.open.get(id) {
                 self.close(id as usize, session, end.max(session.start), "open", None, sink)?;
@@ -794,7 +791,7 @@ impl Engine {
         self.port = self.port.or(saved.port);
         self.daemons = saved.daemons;
         self.last_daemon = (Vec::new(), usize::MAX);
-        self.key_state.iter_mut().for_each(|state| state.daemon = NO_DAEMON);
+        self.open.states_mut().for_each(|state| state.daemon = NO_DAEMON);
         for (info, session) in saved.open {
             let id = self.key(info);
             self.open.insert(id, session);

@@ -1,31 +1,61 @@
-//! The open sessions by key.
+//! The open sessions by key, and what else a line needs of its key.
 //!
 //! Every usage line asks whether its key has a session open. Keys run to tens of thousands
 //! but few hold a session at any time, so each key has only a slot number and the sessions
-//! themselves sit together in a short list that stays in the cache.
+//! themselves sit together in a short list. The key's other per-line state sits beside its
+//! slot: one cache miss a line rather than one an array.
 
 use crate::engine::OpenSession;
 use crate::keys::KeyId;
 
 const NONE: u32 = u32::MAX;
 
-/// Open sessions, found by key.
-#[derive(Debug, Default)]
-pub struct OpenTable {
-    /// For each key, its place in `live`, or [`NONE`].
-    slot: Vec<u32>,
+/// Open sessions, found by key, with a `T` for each key.
+#[derive(Debug)]
+pub struct OpenTable<T> {
+    keys: Vec<PerKey<T>>,
     live: Vec<(KeyId, OpenSession)>,
 }
 
-impl OpenTable {
-    /// Makes room for the next key.
-    pub fn add_key(&mut self) {
-        self.slot.push(NONE);
+#[derive(Debug)]
+struct PerKey<T> {
+    /// The key's place in `live`, or [`NONE`].
+    slot: u32,
+    state: T,
+}
+
+impl<T> Default for OpenTable<T> {
+    fn default() -> Self {
+        OpenTable { keys: Vec::new(), live: Vec::new() }
+    }
+}
+
+impl<T> OpenTable<T> {
+    /// Makes room for the next key, with its state.
+    pub fn add_key(&mut self, state: T) {
+        self.keys.push(PerKey { slot: NONE, state });
+    }
+
+    /// The key's state.
+    #[inline]
+    pub fn state(&self, key: KeyId) -> &T {
+        &self.keys[key as usize].state
+    }
+
+    /// The key's state, to change.
+    #[inline]
+    pub fn state_mut(&mut self, key: KeyId) -> &mut T {
+        &mut self.keys[key as usize].state
+    }
+
+    /// Every key's state, to change.
+    pub fn states_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.keys.iter_mut().map(|key| &mut key.state)
     }
 
     #[inline]
     fn place(&self, key: KeyId) -> Option<usize> {
-        let slot = *self.slot.get(key as usize)?;
+        let slot = self.keys.get(key as usize)?.slot;
         (slot != NONE).then_some(slot as usize)
     }
 
@@ -45,7 +75,7 @@ impl OpenTable {
         match self.place(key) {
             Some(i) => self.live[i].1 = session,
             None => {
-                self.slot[key as usize] = u32::try_from(self.live.len()).unwrap_or(NONE);
+                self.keys[key as usize].slot = u32::try_from(self.live.len()).unwrap_or(NONE);
                 self.live.push((key, session));
             }
         }
@@ -61,7 +91,7 @@ impl OpenTable {
         let (i, opened) = match self.place(key) {
             Some(i) => (i, false),
             None => {
-                self.slot[key as usize] = u32::try_from(self.live.len()).unwrap_or(NONE);
+                self.keys[key as usize].slot = u32::try_from(self.live.len()).unwrap_or(NONE);
                 self.live.push((key, open()));
                 (self.live.len() - 1, true)
             }
@@ -72,10 +102,10 @@ impl OpenTable {
     /// Closes the key's session, giving it back.
     pub fn take(&mut self, key: KeyId) -> Option<OpenSession> {
         let i = self.place(key)?;
-        self.slot[key as usize] = NONE;
+        self.keys[key as usize].slot = NONE;
         let (_, session) = self.live.swap_remove(i);
         if let Some(&(moved, _)) = self.live.get(i) {
-            self.slot[moved as usize] = u32::try_from(i).unwrap_or(NONE);
+            self.keys[moved as usize].slot = u32::try_from(i).unwrap_or(NONE);
         }
         Some(session)
     }
@@ -105,7 +135,7 @@ mod tests {
     #[test]
     fn sessions_come_and_go_by_key() {
         let mut table = OpenTable::default();
-        (0..4).for_each(|_| table.add_key());
+        (0..4).for_each(|key| table.add_key(key * 10));
         table.insert(2, session(20));
         table.insert(0, session(0));
         table.insert(3, session(30));
@@ -123,5 +153,7 @@ mod tests {
         let (found, new) = table.get_or_open(3, || session(99));
         assert_eq!((found.start, new), (30, false), "an open session is kept");
         assert_eq!(table.keys(), [0, 1, 3]);
+        *table.state_mut(1) += 1;
+        assert_eq!((*table.state(1), *table.state(2)), (11, 20), "states stay with their keys");
     }
 }
