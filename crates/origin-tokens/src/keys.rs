@@ -153,38 +153,39 @@ pub struct Keys {
     /// daemon come in long runs, and comparing three words is cheaper than a case-blind scan.
     last_daemon: Option<(Short, usize)>,
     clients: Names,
-    count: u32,
     buf: Vec<u8>,
 }
 
-/// What a key lookup found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    /// A key seen before.
-    Known(KeyId),
-    /// A key seen for the first time, now given this id.
-    New(KeyId),
-}
-
 impl Keys {
-    /// The id of the key of a usage line of `daemon`; `fold_case` compares user names in lower
-    /// case.
-    pub fn usage(&mut self, daemon: &[u8], usage: &Usage<'_>, fold_case: bool) -> Lookup {
+    /// The id of the key of a usage line of `daemon`, given by `new` the first time;
+    /// `fold_case` compares user names in lower case.
+    pub fn usage(
+        &mut self,
+        daemon: &[u8],
+        usage: &Usage<'_>,
+        fold_case: bool,
+        new: impl FnOnce() -> KeyId,
+    ) -> KeyId {
         let client = match usage.client {
             Some(client) if !fold_case => self.clients.id(client),
             _ => self.client(usage.user, usage.host, fold_case),
         };
-        self.key(daemon, usage.feature, client)
+        self.key(daemon, usage.feature, client, new)
     }
 
-    /// The id of a key given as text (as `--state` keeps it).
-    pub fn text(&mut self, daemon: &str, feature: &str, user: &str, host: &str) -> Lookup {
-        let client = self.client(user.as_bytes(), host.as_bytes(), false);
-        self.key(daemon.as_bytes(), feature.as_bytes(), client)
+    /// The id of a key given as text (as `--state` keeps it), given by `new` the first time.
+    pub fn text(&mut self, key: &KeyInfo, new: impl FnOnce() -> KeyId) -> KeyId {
+        let client = self.client(key.user.as_bytes(), key.host.as_bytes(), false);
+        self.key(key.daemon.as_bytes(), key.feature.as_bytes(), client, new)
     }
 
-    fn key(&mut self, daemon: &[u8], feature: &[u8], client: u32) -> Lookup {
-        let next = self.count;
+    fn key(
+        &mut self,
+        daemon: &[u8],
+        feature: &[u8],
+        client: u32,
+        new: impl FnOnce() -> KeyId,
+    ) -> KeyId {
         let daemon = self.daemon(daemon);
         let feature = daemon.features.id(feature) as usize;
         if daemon.keys.len() <= feature {
@@ -195,12 +196,10 @@ impl Keys {
         if clients.len() <= client {
             clients.resize(client + 1, NO_KEY);
         }
-        if clients[client] != NO_KEY {
-            return Lookup::Known(clients[client]);
+        if clients[client] == NO_KEY {
+            clients[client] = new();
         }
-        clients[client] = next;
-        self.count += 1;
-        Lookup::New(next)
+        clients[client]
     }
 
     fn client(&mut self, user: &[u8], host: &[u8], fold_case: bool) -> u32 {
@@ -220,6 +219,7 @@ impl Keys {
         id
     }
 
+    #[inline]
     fn daemon(&mut self, daemon: &[u8]) -> &mut Daemon {
         let short = Short::new(daemon);
         let index = match self.last_daemon {
@@ -268,13 +268,12 @@ impl SharedRegistry {
 impl Registry {
     /// The number of the key, given a new one if it has none yet.
     pub fn register(&mut self, info: KeyInfo) -> KeyId {
-        match self.keys.text(&info.daemon, &info.feature, &info.user, &info.host) {
-            Lookup::Known(id) => id,
-            Lookup::New(id) => {
-                self.infos.push(info);
-                id
-            }
+        let next = KeyId::try_from(self.infos.len()).unwrap_or(NO_KEY);
+        let id = self.keys.text(&info, || next);
+        if id == next {
+            self.infos.push(info);
         }
+        id
     }
 
     /// How many keys have numbers.
@@ -298,19 +297,33 @@ mod tests {
     use super::*;
     use crate::parse::{Line, Message, Parsed, parse_line};
 
-    fn lookup(keys: &mut Keys, line: &str, fold_case: bool) -> Lookup {
-        match parse_line(line.as_bytes()) {
-            Parsed::Line(Line { daemon, message: Message::Usage(usage), .. }) => {
-                keys.usage(daemon, &usage, fold_case)
-            }
-            other => panic!("not a usage line: {other:?}"),
+    /// Whether the line's key is new, and its id (numbered in the order met).
+    fn lookup(keys: &mut Keys, count: &mut KeyId, line: &str, fold_case: bool) -> Lookup {
+        let Parsed::Line(Line { daemon, message: Message::Usage(usage), .. }) =
+            parse_line(line.as_bytes())
+        else {
+            panic!("not a usage line: {line}")
+        };
+        let next = *count;
+        let id = keys.usage(daemon, &usage, fold_case, || next);
+        if id == next {
+            *count += 1;
+            Lookup::New(id)
+        } else {
+            Lookup::Known(id)
         }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Lookup {
+        Known(KeyId),
+        New(KeyId),
     }
 
     #[test]
     fn daemon_feature_user_and_host_make_the_key() {
-        let mut keys = Keys::default();
-        let mut id = |line: &str| lookup(&mut keys, line, false);
+        let (mut keys, mut count) = (Keys::default(), 0);
+        let mut id = |line: &str| lookup(&mut keys, &mut count, line, false);
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" ann@pc1"#), Lookup::New(0));
         assert_eq!(id(r#"1:00:00 (ORGLAB) IN: "Origin" ann@pc1  (INACTIVE)"#), Lookup::Known(0));
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" ann @pc1"#), Lookup::Known(0));
@@ -321,13 +334,20 @@ mod tests {
         let long = r#"1:00:00 (orglab) OUT: "Origin" a user with a very long name@pc1"#;
         assert_eq!(id(long), Lookup::New(5));
         assert_eq!(id(long), Lookup::Known(5));
-        assert_eq!(keys.text("orglab", "Origin", "ann", "pc2"), Lookup::Known(1));
+        let text = |user: &str, host: &str| KeyInfo {
+            daemon: "orglab".into(),
+            feature: "Origin".into(),
+            user: user.into(),
+            host: host.into(),
+        };
+        assert_eq!(keys.text(&text("ann", "pc2"), || 99), 1);
+        assert_eq!(keys.text(&text("bob", "pc2"), || 99), 99);
     }
 
     #[test]
     fn folding_joins_user_names_that_differ_in_case_only() {
-        let mut keys = Keys::default();
-        let mut id = |line: &str| lookup(&mut keys, line, true);
+        let (mut keys, mut count) = (Keys::default(), 0);
+        let mut id = |line: &str| lookup(&mut keys, &mut count, line, true);
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" Ann@pc1"#), Lookup::New(0));
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" ANN@pc1"#), Lookup::Known(0));
         assert_eq!(id(r#"1:00:00 (orglab) OUT: "Origin" ann@PC1"#), Lookup::New(1));

@@ -8,7 +8,7 @@
 //! [`SharedRegistry`], which the engine reads the keys' names from.
 
 use crate::engine::KeyInfo;
-use crate::keys::{KeyId, Keys, Lookup, SharedRegistry};
+use crate::keys::{KeyId, Keys, SharedRegistry};
 use crate::parse::{Kind, Line, LineTime, Message, Parsed, Usage, parse_common_usage, parse_line};
 
 /// Where some bytes lie in a block.
@@ -143,10 +143,8 @@ pub struct Block {
 #[derive(Debug)]
 pub struct Preparer {
     fold_case: bool,
-    /// The keys met so far, numbered in the order met.
+    /// The keys met so far, with their numbers in the registry.
     keys: Keys,
-    /// For each of those, its number in the registry.
-    numbers: Vec<KeyId>,
     registry: SharedRegistry,
     /// Every number handed out so far is below this.
     horizon: usize,
@@ -156,7 +154,7 @@ impl Preparer {
     /// A preparer getting key numbers from `registry`; `fold_case` makes user names that
     /// differ in case one key.
     pub fn new(registry: SharedRegistry, fold_case: bool) -> Self {
-        Preparer { fold_case, keys: Keys::default(), numbers: Vec::new(), registry, horizon: 0 }
+        Preparer { fold_case, keys: Keys::default(), registry, horizon: 0 }
     }
 
     /// Every key number this preparer has given is below this.
@@ -189,31 +187,35 @@ impl Preparer {
             Parsed::Line(parsed) => parsed,
         };
         let Message::Usage(usage) = parsed.message else { return Entry::Other };
-        let key = match self.keys.usage(parsed.daemon, &usage, self.fold_case) {
-            Lookup::Known(ours) => self.numbers[ours as usize],
-            Lookup::New(_) => self.register(parsed.daemon, &usage),
-        };
+        let (registry, horizon, fold_case) = (&self.registry, &mut self.horizon, self.fold_case);
+        let key = self.keys.usage(parsed.daemon, &usage, fold_case, || {
+            register(registry, horizon, key_info(parsed.daemon, &usage, fold_case))
+        });
         Entry::Usage(UsageEntry::new(line, &parsed, &usage, key))
     }
+}
 
-    fn register(&mut self, daemon: &[u8], usage: &Usage<'_>) -> KeyId {
-        let info = self.key_info(daemon, usage);
-        let mut registry = self.registry.lock();
-        let number = registry.register(info);
-        self.horizon = registry.len();
-        self.numbers.push(number);
-        number
-    }
+/// The registry's number for a key this preparer meets for the first time (out of line: the
+/// key lookup it is called from is on every line).
+#[cold]
+#[inline(never)]
+fn register(registry: &SharedRegistry, horizon: &mut usize, info: KeyInfo) -> KeyId {
+    let mut registry = registry.lock();
+    let number = registry.register(info);
+    *horizon = registry.len();
+    number
+}
 
-    fn key_info(&self, daemon: &[u8], usage: &Usage<'_>) -> KeyInfo {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let user = text(usage.user);
-        KeyInfo {
-            daemon: text(daemon).to_ascii_lowercase(),
-            feature: text(usage.feature),
-            user: if self.fold_case { user.to_lowercase() } else { user },
-            host: text(usage.host),
-        }
+#[cold]
+#[inline(never)]
+fn key_info(daemon: &[u8], usage: &Usage<'_>, fold_case: bool) -> KeyInfo {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let user = text(usage.user);
+    KeyInfo {
+        daemon: text(daemon).to_ascii_lowercase(),
+        feature: text(usage.feature),
+        user: if fold_case { user.to_lowercase() } else { user },
+        host: text(usage.host),
     }
 }
 
