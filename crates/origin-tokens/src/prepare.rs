@@ -84,10 +84,16 @@ pub struct UsageParts<'a> {
 impl UsageEntry {
     const PARSE_AGAIN: u32 = u32::MAX;
 
-    fn new(line: &[u8], parsed: &Line<'_>, usage: &Usage<'_>, key: KeyId) -> UsageEntry {
-        let daemon = Within::new(line, parsed.daemon);
+    fn new(
+        line: &[u8],
+        time: LineTime,
+        daemon: &[u8],
+        usage: &Usage<'_>,
+        key: KeyId,
+    ) -> UsageEntry {
+        let daemon = Within::new(line, daemon);
         let reason = usage.reason.map(|reason| Within::new(line, reason));
-        let (clock, daemon, reason) = match (parsed.time, daemon, reason) {
+        let (clock, daemon, reason) = match (time, daemon, reason) {
             (LineTime::Clock(secs), Some(daemon), None) => (secs, daemon, None),
             (LineTime::Clock(secs), Some(daemon), Some(Some(reason))) => {
                 (secs, daemon, Some(reason))
@@ -181,17 +187,25 @@ impl Preparer {
 
     /// The entry of one line (its spans relative to `line`).
     pub fn line(&mut self, line: &[u8]) -> Entry {
-        let parsed = match parse_common_usage(line).map_or_else(|| parse_line(line), Parsed::Line) {
-            Parsed::Blank => return Entry::Blank,
-            Parsed::Malformed(_) => return Entry::Malformed,
-            Parsed::Line(parsed) => parsed,
-        };
-        let Message::Usage(usage) = parsed.message else { return Entry::Other };
+        if let Some(common) = parse_common_usage(line) {
+            return self.usage(line, LineTime::Clock(common.secs), common.daemon, &common.usage);
+        }
+        match parse_line(line) {
+            Parsed::Blank => Entry::Blank,
+            Parsed::Malformed(_) => Entry::Malformed,
+            Parsed::Line(Line { time, daemon, message: Message::Usage(usage) }) => {
+                self.usage(line, time, daemon, &usage)
+            }
+            Parsed::Line(_) => Entry::Other,
+        }
+    }
+
+    fn usage(&mut self, line: &[u8], time: LineTime, daemon: &[u8], usage: &Usage<'_>) -> Entry {
         let (registry, horizon, fold_case) = (&self.registry, &mut self.horizon, self.fold_case);
-        let key = self.keys.usage(parsed.daemon, &usage, fold_case, || {
-            register(registry, horizon, key_info(parsed.daemon, &usage, fold_case))
+        let key = self.keys.usage(daemon, usage, fold_case, || {
+            register(registry, horizon, key_info(daemon, usage, fold_case))
         });
-        Entry::Usage(UsageEntry::new(line, &parsed, &usage, key))
+        Entry::Usage(UsageEntry::new(line, time, daemon, usage, key))
     }
 }
 
