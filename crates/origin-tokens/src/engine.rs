@@ -381,7 +381,14 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<Flow> {
         let Some(parts) = usage.parts(raw) else { return Ok(Flow::Continue) };
-        let Some(t) = self.date(parts.time, None) else {
+        let t = match parts.time {
+            // Nearly every line: the running date's clock, without the anchors' cases.
+            LineTime::Clock(secs) => {
+                self.tracker.clock(secs).map(|date| self.clock.epoch(date, secs))
+            }
+            LineTime::Stamp { .. } => self.date(parts.time, None),
+        };
+        let Some(t) = t else {
             // Usage before any date cannot be placed: count what is lost.
             self.stats.undated += 1;
             return Ok(Flow::Continue);
@@ -730,7 +737,8 @@ impl Engine {
 
     #[inline]
     fn resolve_denials<S: Sink>(&mut self, id: KeyId, sink: &mut S) -> anyhow::Result<()> {
-        if !self.pending.iter().any(|p| p.1 == id) {
+        let (front, back) = self.pending.as_slices();
+        if !front.iter().chain(back).any(|p| p.1 == id) {
             return Ok(());
         }
         let mut rest = VecDeque::with_capacity(self.pending.len());
