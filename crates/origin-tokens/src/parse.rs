@@ -198,6 +198,8 @@ pub fn parse_line(raw: &[u8]) -> Parsed<'_> {
 /// hour space- or zero-padded, taken apart without the general parser's trials (byte-order
 /// mark, leading white space, `-datestamp` prefix, any kind). Nine lines in ten of a busy log
 /// have it. Gives what [`parse_line`] gives for the line, or `None` for a line to leave to it.
+/// Inlined: returned through memory, its parts were read back before the stores had landed.
+#[inline]
 pub fn parse_common_usage(raw: &[u8]) -> Option<CommonUsage<'_>> {
     let (secs, rest) = padded_clock(raw)?;
     let rest = rest.strip_prefix(b" (")?;
@@ -229,6 +231,7 @@ impl<'a> From<CommonUsage<'a>> for Line<'a> {
 }
 
 /// ` H:MM:SS` or `HH:MM:SS` at the very start, as seconds since midnight.
+#[inline]
 fn padded_clock(line: &[u8]) -> Option<(u32, &[u8])> {
     let [h1, h2, b':', m1, m2, b':', s1, s2, ..] = *line else { return None };
     let digit = |b: u8| b.is_ascii_digit().then(|| u32::from(b - b'0'));
@@ -444,6 +447,7 @@ fn parse_usage(kind: Kind, rest: &[u8]) -> Result<Usage<'_>, &'static str> {
 /// What [`parse_usage`] gives for the usual `FEATURE" user@host` with no white space in
 /// `user@host`, then two spaces or the end, with the line's end not yet trimmed; `None` for
 /// any other shape, to leave to it.
+#[inline]
 fn common_usage(kind: Kind, rest: &[u8]) -> Option<Usage<'_>> {
     let close = find_byte(rest, b'"')?;
     let feature = &rest[..close];
