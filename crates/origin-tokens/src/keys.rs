@@ -91,6 +91,23 @@ impl ShortTable {
         (mixed >> shift) as usize
     }
 
+    /// The id of `short`, if it has one.
+    #[inline]
+    fn get(&self, short: &Short) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = Self::slot(short, self.shift);
+        loop {
+            let (name, id) = self.slots[i];
+            if name == *short {
+                return Some(id);
+            }
+            if name == Self::EMPTY {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// The id of `short`, given `next` if it has none yet.
     fn id(&mut self, short: Short, next: u32) -> u32 {
         if 2 * (self.len + 1) > self.slots.len() {
@@ -135,7 +152,19 @@ struct Names {
 }
 
 impl Names {
+    /// The id of `name`: inlined for the names met before (nearly every line's), which need
+    /// no more than a probe.
+    #[inline]
     fn id(&mut self, name: &[u8]) -> u32 {
+        match Short::new(name).and_then(|short| self.short.get(&short)) {
+            Some(id) => id,
+            None => self.new_or_long(name),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_or_long(&mut self, name: &[u8]) -> u32 {
         let next = u32::try_from(self.short.len + self.long.len()).unwrap_or(u32::MAX);
         match Short::new(name) {
             Some(short) => self.short.id(short, next),
