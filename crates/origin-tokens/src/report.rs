@@ -128,6 +128,17 @@ struct Gauge {
     row: Option<RowAt>,
 }
 
+impl Gauge {
+    /// Takes in a change at `t`; gives the licenses held after it.
+    #[inline]
+    fn apply(&mut self, t: i64, delta: Delta) -> i64 {
+        self.last = t;
+        self.checkouts = (self.checkouts + i64::from(delta.checkouts)).max(0);
+        self.held = (self.held + delta.licenses).max(0);
+        self.held
+    }
+}
+
 /// A group's row of one period.
 #[derive(Debug, Clone, Copy)]
 struct RowAt {
@@ -249,6 +260,29 @@ impl Report {
         }
     }
 
+    /// [`Sink::change`] when the gauge's last change and this one fall in the period of the
+    /// row it touched last, inside the report's window: nearly every change, done without
+    /// looking for rows or splitting at periods. `false` when that is not the case.
+    #[inline]
+    fn change_within_row(&mut self, g: u32, time: i64, delta: Delta) -> bool {
+        let gauge = &mut self.gauges[g as usize];
+        let (last, t) = (gauge.last, time.max(gauge.last));
+        let Some(at) = gauge.row else { return false };
+        if !(self.since <= last && at.start <= last && t < at.end && t < self.until) {
+            return false;
+        }
+        let row = &mut self.rows[at.index];
+        if gauge.checkouts > 0 && last < t {
+            row.connected += t - last;
+            row.license_seconds += gauge.held * (t - last);
+            peak(row, gauge.held, last);
+        }
+        let held = gauge.apply(t, delta);
+        row.sessions += u32::from(delta.session_started);
+        peak(row, held, t);
+        true
+    }
+
     #[inline]
     fn in_window(&self, t: i64) -> bool {
         t >= self.since && t < self.until
@@ -287,13 +321,12 @@ impl Sink for Report {
         delta: Delta,
     ) -> anyhow::Result<()> {
         let g = self.group(key, info);
+        if self.change_within_row(g, time, delta) {
+            return Ok(());
+        }
         let t = time.max(self.gauges[g as usize].last);
         self.accrue(g, t);
-        let gauge = &mut self.gauges[g as usize];
-        gauge.last = t;
-        gauge.checkouts = (gauge.checkouts + i64::from(delta.checkouts)).max(0);
-        gauge.held = (gauge.held + delta.licenses).max(0);
-        let held = gauge.held;
+        let held = self.gauges[g as usize].apply(t, delta);
         if self.in_window(t) {
             let (row, _) = self.row(t, g);
             row.sessions += u32::from(delta.session_started);
