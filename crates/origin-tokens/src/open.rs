@@ -14,8 +14,16 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug)]
 pub struct OpenTable<T> {
     keys: Vec<PerKey<T>>,
-    live: Vec<(KeyId, OpenSession)>,
+    /// The open sessions, each in a cache line of its own (a line is the unit of every miss,
+    /// and a session across two lines costs two).
+    live: Vec<Line>,
+    /// The key of each of `live`.
+    live_keys: Vec<KeyId>,
 }
+
+#[derive(Debug)]
+#[repr(align(64))]
+struct Line(OpenSession);
 
 #[derive(Debug)]
 struct PerKey<T> {
@@ -26,7 +34,7 @@ struct PerKey<T> {
 
 impl<T> Default for OpenTable<T> {
     fn default() -> Self {
-        OpenTable { keys: Vec::new(), live: Vec::new() }
+        OpenTable { keys: Vec::new(), live: Vec::new(), live_keys: Vec::new() }
     }
 }
 
@@ -61,22 +69,21 @@ impl<T> OpenTable<T> {
 
     /// The key's open session.
     pub fn get(&self, key: KeyId) -> Option<&OpenSession> {
-        self.place(key).map(|i| &self.live[i].1)
+        self.place(key).map(|i| &self.live[i].0)
     }
 
     /// The key's open session, to change.
     #[inline]
     pub fn get_mut(&mut self, key: KeyId) -> Option<&mut OpenSession> {
-        self.place(key).map(|i| &mut self.live[i].1)
+        self.place(key).map(|i| &mut self.live[i].0)
     }
 
     /// Opens a session for the key (replacing one already open).
     pub fn insert(&mut self, key: KeyId, session: OpenSession) {
         match self.place(key) {
-            Some(i) => self.live[i].1 = session,
+            Some(i) => self.live[i].0 = session,
             None => {
-                self.keys[key as usize].slot = u32::try_from(self.live.len()).unwrap_or(NONE);
-                self.live.push((key, session));
+                self.open_at_end(key, session);
             }
         }
     }
@@ -91,20 +98,26 @@ impl<T> OpenTable<T> {
         let (i, opened) = match self.place(key) {
             Some(i) => (i, false),
             None => {
-                self.keys[key as usize].slot = u32::try_from(self.live.len()).unwrap_or(NONE);
-                self.live.push((key, open()));
+                self.open_at_end(key, open());
                 (self.live.len() - 1, true)
             }
         };
-        (&mut self.live[i].1, opened)
+        (&mut self.live[i].0, opened)
+    }
+
+    fn open_at_end(&mut self, key: KeyId, session: OpenSession) {
+        self.keys[key as usize].slot = u32::try_from(self.live.len()).unwrap_or(NONE);
+        self.live.push(Line(session));
+        self.live_keys.push(key);
     }
 
     /// Closes the key's session, giving it back.
     pub fn take(&mut self, key: KeyId) -> Option<OpenSession> {
         let i = self.place(key)?;
         self.keys[key as usize].slot = NONE;
-        let (_, session) = self.live.swap_remove(i);
-        if let Some(&(moved, _)) = self.live.get(i) {
+        let Line(session) = self.live.swap_remove(i);
+        self.live_keys.swap_remove(i);
+        if let Some(&moved) = self.live_keys.get(i) {
             self.keys[moved as usize].slot = u32::try_from(i).unwrap_or(NONE);
         }
         Some(session)
@@ -112,7 +125,7 @@ impl<T> OpenTable<T> {
 
     /// The keys with a session open, in key order.
     pub fn keys(&self) -> Vec<KeyId> {
-        let mut keys: Vec<KeyId> = self.live.iter().map(|(key, _)| *key).collect();
+        let mut keys = self.live_keys.clone();
         keys.sort_unstable();
         keys
     }
@@ -130,6 +143,11 @@ mod tests {
             outs: 1,
             ip: None,
         }
+    }
+
+    #[test]
+    fn a_session_fills_one_cache_line() {
+        assert_eq!(size_of::<Line>(), 64);
     }
 
     #[test]
