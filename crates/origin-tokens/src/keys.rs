@@ -74,10 +74,18 @@ fn word_at(bytes: &[u8]) -> u64 {
 #[derive(Debug, Default)]
 struct ShortTable {
     /// A power of two long (or empty); unused slots hold [`ShortTable::EMPTY`].
-    slots: Vec<(Short, u32)>,
+    slots: Vec<Slot>,
     /// 64 less the number of bits of a slot number.
     shift: u32,
     len: usize,
+}
+
+/// A name and its id, aligned so that no slot straddles two cache lines.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+struct Slot {
+    name: Short,
+    id: u32,
 }
 
 impl ShortTable {
@@ -97,7 +105,7 @@ impl ShortTable {
         let mask = self.slots.len().checked_sub(1)?;
         let mut i = Self::slot(short, self.shift);
         loop {
-            let (name, id) = self.slots[i];
+            let Slot { name, id } = self.slots[i];
             if name == *short {
                 return Some(id);
             }
@@ -116,12 +124,12 @@ impl ShortTable {
         let mask = self.slots.len() - 1;
         let mut i = Self::slot(&short, self.shift);
         loop {
-            let (name, id) = self.slots[i];
+            let Slot { name, id } = self.slots[i];
             if name == short {
                 return id;
             }
             if name == Self::EMPTY {
-                self.slots[i] = (short, next);
+                self.slots[i] = Slot { name: short, id: next };
                 self.len += 1;
                 return next;
             }
@@ -131,15 +139,16 @@ impl ShortTable {
 
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).max(64);
-        let old = std::mem::replace(&mut self.slots, vec![(Self::EMPTY, 0); size]);
+        let empty = Slot { name: Self::EMPTY, id: 0 };
+        let old = std::mem::replace(&mut self.slots, vec![empty; size]);
         self.shift = 64 - size.trailing_zeros();
         let mask = size - 1;
-        for (name, id) in old.into_iter().filter(|&(name, _)| name != Self::EMPTY) {
+        for Slot { name, id } in old.into_iter().filter(|slot| slot.name != Self::EMPTY) {
             let mut i = Self::slot(&name, self.shift);
-            while self.slots[i].0 != Self::EMPTY {
+            while self.slots[i].name != Self::EMPTY {
                 i = (i + 1) & mask;
             }
-            self.slots[i] = (name, id);
+            self.slots[i] = Slot { name, id };
         }
     }
 }

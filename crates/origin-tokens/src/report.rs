@@ -118,7 +118,10 @@ pub struct Row {
     pub transient_denials: u32,
 }
 
+/// A group's running state, one a cache line: changes come to groups at random, and a gauge
+/// across two lines would cost two misses.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
 struct Gauge {
     checkouts: i64,
     held: i64,
