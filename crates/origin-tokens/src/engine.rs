@@ -201,16 +201,18 @@ pub struct Stats {
 
 const FIRST_MALFORMED: usize = 5;
 
-/// What a line needs to know of its key.
+/// What a line needs to know of its key: with the key's session slot, eight bytes, so that
+/// none straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
 struct KeyState {
     /// Whether `--user`/`--feature` let the key through.
     selected: bool,
-    /// The key's daemon's place in `Engine::daemons`, once known.
-    daemon: u32,
+    /// The key's daemon's place in `Engine::daemons`, once known ([`NO_DAEMON`] before, and
+    /// for the rare daemons past the first 65,535, which are looked up every time).
+    daemon: u16,
 }
 
-const NO_DAEMON: u32 = u32::MAX;
+const NO_DAEMON: u16 = u16::MAX;
 
 /// What `--state` keeps between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -491,15 +493,15 @@ impl Engine {
 
     /// [`Engine::seen`] for a usage line of key `id`, whose daemon is found once a key.
     fn seen_key(&mut self, id: KeyId, daemon: &[u8], t: i64) {
-        let known = self.open.state(id).daemon as usize;
-        match self.daemons.get_mut(known) {
+        let known = self.open.state(id).daemon;
+        match self.daemons.get_mut(usize::from(known)).filter(|_| known != NO_DAEMON) {
             Some((_, last)) => *last = (*last).max(t),
             None => self.open.state_mut(id).daemon = self.seen(daemon, t),
         }
     }
 
     /// Notes that `daemon` wrote a line at `t`; gives its place in `daemons`.
-    fn seen(&mut self, daemon: &[u8], t: i64) -> u32 {
+    fn seen(&mut self, daemon: &[u8], t: i64) -> u16 {
         let index = if self.last_daemon.1 < self.daemons.len() && self.last_daemon.0 == daemon {
             self.last_daemon.1
         } else {
@@ -516,7 +518,7 @@ impl Engine {
         };
         let entry = &mut self.daemons[index].1;
         *entry = (*entry).max(t);
-        u32::try_from(index).unwrap_or(NO_DAEMON)
+        u16::try_from(index).unwrap_or(NO_DAEMON)
     }
 
     /// The last time `daemon` wrote a line before `t` (a crash leaves no IN lines: its

@@ -151,6 +151,11 @@ mod tests {
     }
 
     #[test]
+    fn a_key_with_a_small_state_takes_eight_bytes() {
+        assert_eq!(size_of::<PerKey<(bool, u16)>>(), 8);
+    }
+
+    #[test]
     fn sessions_come_and_go_by_key() {
         let mut table = OpenTable::default();
         (0..4).for_each(|key| table.add_key(key * 10));
