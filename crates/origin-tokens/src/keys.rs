@@ -55,10 +55,24 @@ impl Short {
                 // (little-endian: the first byte is the lowest).
                 word_at(&name[len - 8..]) >> (8 * (start + 8 - len))
             } else {
-                name.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b))
+                short_word(name)
             }
         };
         Some(Short([word(0), word(1), word(2) | (len as u64) << 56]))
+    }
+}
+
+/// A name of fewer than eight bytes as a word, zero-padded: from two overlapping four-byte
+/// loads when it has four or more (the bytes both hold are the same), else byte by byte.
+#[inline]
+fn short_word(name: &[u8]) -> u64 {
+    let len = name.len();
+    let half = |at: usize| {
+        name.get(at..).and_then(|b| b.first_chunk::<4>()).map(|b| u32::from_le_bytes(*b))
+    };
+    match (half(0), len.checked_sub(4).and_then(half)) {
+        (Some(low), Some(high)) => u64::from(low) | u64::from(high) << (8 * (len - 4)),
+        _ => name.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b)),
     }
 }
 
