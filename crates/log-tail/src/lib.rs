@@ -49,8 +49,9 @@ the new FILE from its start; nothing is read twice. Lines read from a rotated fi
 \"rotated\". A file that shrank below the saved offset or \
 whose first bytes changed (copytruncate) is read again from its start, after the unread rest of its \
 copy when a rotated file starts with the same bytes, with a warning that lines written between the \
-copy and the truncation may be missing. A file that disappeared keeps its \
-position until it returns.\n\n\
+copy and the truncation may be missing. A copy found while FILE still starts with the same bytes \
+(copied, not yet truncated) is waited for, and read once the truncation is done. A file that \
+disappeared keeps its position until it returns.\n\n\
 A last line without a newline is held back until it is complete, or until the file has been \
 rotated away and the writer has moved on to the new file. Lines that are not UTF-8 are converted \
 lossily and flagged \"lossy\"; lines longer than --max-line are cut and flagged \"truncated\". \

@@ -265,7 +265,7 @@ impl Tailer {
     /// Reads everything new and moves the position along.
     pub fn step(&mut self, session: &mut Session) -> anyhow::Result<()> {
         for attempt in 1..=SETTLE_ATTEMPTS {
-            match self.plan(session)? {
+            match self.plan(session, attempt == SETTLE_ATTEMPTS)? {
                 Plan::Read(sources) => return self.read_sources(session, sources),
                 Plan::Missing => return Ok(()),
                 Plan::Moving if attempt < SETTLE_ATTEMPTS => std::thread::sleep(SETTLE_PAUSE),
@@ -277,8 +277,9 @@ impl Tailer {
     }
 
     /// What to read, in order; [`Plan::Moving`] when the log was renamed or replaced while
-    /// the plan was being made.
-    fn plan(&mut self, session: &Session) -> anyhow::Result<Plan> {
+    /// the plan was being made. On the `last_try` a copy of the log is read past rather than
+    /// waited for.
+    fn plan(&mut self, session: &Session, last_try: bool) -> anyhow::Result<Plan> {
         let meta = self.stat()?;
         let saved = session.core.state.files.get(&self.key).cloned();
         let Some(pos) = saved else { return self.first_read(meta) };
@@ -289,10 +290,11 @@ impl Tailer {
             if meta.len() < pos.offset || !pos.fingerprint.matches(&source.head) {
                 source.start = 0;
                 let (mut sources, complete) = self.copy_of(&pos);
-                let still =
-                    self.stat()?.is_some_and(|m| (m.dev(), m.ino()) == (pos.dev, pos.inode));
-                if !still {
+                if !self.is_still((pos.dev, pos.inode))? {
                     // Rotated while its copy was being looked for: the order is unknown.
+                    return Ok(Plan::Moving);
+                }
+                if self.copy_pending(&mut sources, &source, last_try) {
                     return Ok(Plan::Moving);
                 }
                 warn!(
@@ -313,9 +315,28 @@ impl Tailer {
             return Ok(Plan::Read(vec![source]));
         }
         let current = meta.as_ref().map(|m| (m.dev(), m.ino()));
+        // The log is opened before its rotated files are listed: a copytruncate that copies
+        // it in between is then listed as a copy of what was opened (and waited for), while
+        // one done between a listing and the open would leave its copy unread.
+        let log = match current {
+            Some(id) => match self.open_log(0, id)? {
+                Some(source) => Some(source),
+                None => return Ok(Plan::Moving),
+            },
+            None => None,
+        };
         let (mut sources, complete) = self.locate_settled(&pos, current);
-        if let Some(current) = current.filter(|_| complete) {
-            let Some(source) = self.open_log(0, current)? else { return Ok(Plan::Moving) };
+        if let Some(id) = current
+            && !self.is_still(id)?
+        {
+            // Rotated while its rotated files were listed: the list left it out as the log,
+            // and may hold its compressed copy.
+            return Ok(Plan::Moving);
+        }
+        if let Some(source) = log.filter(|_| complete) {
+            if self.copy_pending(&mut sources, &source, last_try) {
+                return Ok(Plan::Moving);
+            }
             if sources.is_empty() {
                 warn!(
                     "{} is another file now and the file last read ({}, inode {}) was not found \
@@ -339,6 +360,31 @@ impl Tailer {
         Ok(Plan::Read(sources))
     }
 
+    /// True when the newest rotated file after the one last read may be a copy of the log
+    /// as it is now: a copytruncate has copied it and not truncated it yet (reading both
+    /// would give the same lines twice), or its copy has just been created and holds no
+    /// whole line yet (it would be read to its end after the open, and the log's old
+    /// first bytes would then name that copy as unread). Both are waited for. On the
+    /// `last_try` a copy is dropped instead (one never followed by a truncation, such as a
+    /// copy made by hand, holds nothing the log does not), and a file without a whole line
+    /// is read.
+    fn copy_pending(&self, sources: &mut Vec<Source>, log: &Source, last_try: bool) -> bool {
+        let Some(newest) = sources.last().filter(|_| sources.len() > 1) else { return false };
+        if is_copy_of(newest, log) {
+            if !last_try {
+                return true;
+            }
+            let copy = sources.pop().map(|c| c.path);
+            info!(
+                "{} still starts like its copy {}: reading the log, not the copy",
+                self.log.display(),
+                copy.unwrap_or_default().display()
+            );
+            return false;
+        }
+        !last_try && has_whole_line(&log.head) && !has_whole_line(&newest.head)
+    }
+
     /// The log itself, if it is still the file `id` (device, inode) that was looked at.
     fn open_log(&self, start: u64, id: (u64, u64)) -> anyhow::Result<Option<Source>> {
         let what = || format!("cannot read {}", self.log.display());
@@ -353,6 +399,11 @@ impl Tailer {
         let source =
             Source::from_file(file, &self.log, false, start).with_code(Code::IoErr, what)?;
         Ok(((source.dev, source.inode) == id).then_some(source))
+    }
+
+    /// True when the log is still the file `id` (device, inode).
+    fn is_still(&self, id: (u64, u64)) -> anyhow::Result<bool> {
+        Ok(self.stat()?.is_some_and(|m| (m.dev(), m.ino()) == id))
     }
 
     fn stat(&self) -> anyhow::Result<Option<fs::Metadata>> {
@@ -548,6 +599,19 @@ fn find(pos: &Position, candidates: &[Candidate]) -> Option<(usize, Source)> {
     })
 }
 
+/// True when `rotated` and `log` start with the same whole line(s). Either head may be the
+/// longer: the log's was read when it was opened, possibly before more was written and
+/// copied.
+fn is_copy_of(rotated: &Source, log: &Source) -> bool {
+    let common = rotated.head.len().min(log.head.len());
+    let (a, b) = (&rotated.head[..common], &log.head[..common]);
+    a == b && has_whole_line(a)
+}
+
+fn has_whole_line(head: &[u8]) -> bool {
+    memchr::memchr(b'\n', head).is_some()
+}
+
 /// Opens the rotated files in order, stopping at the first that cannot be opened (it may be
 /// moving or being compressed right now): skipping it would lose its lines, the next run
 /// retries.
@@ -626,4 +690,30 @@ fn last_line_end(file: &File, size: u64) -> u64 {
 /// The path made absolute without resolving links (a cron job and a shell agree on it).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(dir: &Path, name: &str, content: &str) -> Source {
+        let path = dir.join(name);
+        fs::write(&path, content).unwrap();
+        Source::open(&path, false, 0).unwrap()
+    }
+
+    #[test]
+    fn a_copy_shares_whole_first_lines_whichever_head_is_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = source(dir.path(), "log", "00000001 a\n");
+        let copy = source(dir.path(), "log.1", "00000001 a\n00000002 b\n");
+        assert!(is_copy_of(&copy, &log), "the log was opened before line 2 was written and copied");
+        assert!(is_copy_of(&log, &copy));
+        let other = source(dir.path(), "log.2", "00000000 z\n00000001 a\n");
+        assert!(!is_copy_of(&other, &log));
+        let partial = source(dir.path(), "log.3", "0000000");
+        assert!(!is_copy_of(&partial, &log), "no whole line in common says nothing");
+        let empty = source(dir.path(), "log.4", "");
+        assert!(!is_copy_of(&copy, &empty));
+    }
 }

@@ -199,6 +199,45 @@ fn copytruncate_rereads_from_the_start_and_warns_about_the_window() {
 }
 
 #[test]
+fn a_second_copytruncate_caught_between_copy_and_truncation_is_read_once() {
+    copy_caught_before_truncation_is_read_once(|log| {
+        fs::copy(log, numbered(log, 1, false)).unwrap();
+        truncate(log);
+    });
+}
+
+#[test]
+fn a_copytruncate_caught_between_copy_and_truncation_after_a_rename_is_read_once() {
+    copy_caught_before_truncation_is_read_once(|log| {
+        fs::rename(log, numbered(log, 1, false)).unwrap();
+    });
+}
+
+/// After lines 1-3 were read, `rotate` moves them aside; lines 4-6 go to the log, and the
+/// next copytruncate has made its copy but not truncated yet: the copy and the log hold the
+/// same lines, and reading both would give them twice.
+fn copy_caught_before_truncation_is_read_once(rotate: impl Fn(&Path)) {
+    let case = Case::new();
+    let log = case.log();
+    append(&log, &lines(1, 3));
+    case.tail(&[]);
+    rotate(&log);
+    append(&log, &lines(4, 6));
+    fs::rename(numbered(&log, 1, false), numbered(&log, 2, false)).unwrap();
+    fs::copy(&log, numbered(&log, 1, false)).unwrap();
+    let waiting = case.tail(&[]);
+    assert_eq!(waiting.code, Some(0), "{}", waiting.stderr);
+    truncate(&log);
+    append(&log, &lines(7, 8));
+    let after = case.tail(&[]);
+    assert_eq!([numbers(&waiting), numbers(&after)].concat(), range(4, 8));
+}
+
+fn truncate(log: &Path) {
+    OpenOptions::new().write(true).open(log).unwrap().set_len(0).unwrap();
+}
+
+#[test]
 fn truncated_and_grown_past_the_offset_is_noticed_by_its_first_bytes() {
     let case = Case::new();
     let log = case.log();
