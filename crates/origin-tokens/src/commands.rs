@@ -1,10 +1,11 @@
 //! The subcommands: reading the inputs through the engine into each subcommand's sink.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use opsline::{Code, Context, Flush, Record, StateFile, WithCode};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command, LogArgs, SnapshotArgs};
@@ -15,7 +16,7 @@ use crate::input::{feed_blocks, feed_stdin, open, order_by_first_date, unwrap_re
 use crate::net::{Enricher, IpMatch, PcTable, parse_snapshots};
 use crate::output::{Format, Output, Spreadsheets};
 use crate::prepare::Preparer;
-use crate::report::{By, Per, Periods, Report};
+use crate::report::{By, Per, Periods, Report, Row};
 use crate::zone::{DayClock, Zone};
 
 const STATE_VERSION: u32 = 1;
@@ -491,26 +492,80 @@ fn write_report(
     per: Option<Per>,
     zone: Zone,
 ) -> anyhow::Result<()> {
-    for (start, label, group, row) in report.rows() {
-        let mut record = Record::new("report");
-        record.insert("by", by.field());
-        if per.is_some() {
-            record.insert("period", label.unwrap_or_default());
-            record.insert("period_start", zone.format(start));
+    let mut stamp = Stamp::default();
+    // Rows come by period: its label and start are formatted once a period.
+    let mut period: Option<(i64, String, String)> = None;
+    for (start, group, row) in report.rows() {
+        if per.is_some() && period.as_ref().is_none_or(|p| p.0 != start) {
+            period = Some((start, report.label(start).unwrap_or_default(), zone.format(start)));
         }
-        record.insert(by.field(), group);
-        record.insert("connected_seconds", row.connected);
-        record.insert("connected_hours", hours(row.connected));
-        record.insert("token_seconds", row.license_seconds);
-        record.insert("token_hours", hours(row.license_seconds));
-        record.insert("sessions", row.sessions);
-        record.insert("peak_licenses", row.peak);
-        record.insert("peak_at", row.peak_at.map_or(Value::Null, |t| json!(zone.format(t))));
-        record.insert("denials", row.denials);
-        record.insert("transient_denials", row.transient_denials);
-        out.emit(&record)?;
+        out.emit_serialize(&ReportLine {
+            ts: stamp.now(),
+            by,
+            period: period.as_ref().map(|(_, label, start)| (label.as_str(), start.as_str())),
+            group,
+            row,
+            peak_at: row.peak_at.map(|t| zone.format(t)),
+        })?;
     }
     Ok(())
+}
+
+/// One row of the report as a record: `kind`, `ts`, `by`, the period, the group and the
+/// figures, in that order.
+struct ReportLine<'a> {
+    ts: &'a str,
+    by: By,
+    /// The period's label and start, with `--per`.
+    period: Option<(&'a str, &'a str)>,
+    group: &'a str,
+    row: &'a Row,
+    peak_at: Option<String>,
+}
+
+impl Serialize for ReportLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = self.row;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("kind", "report")?;
+        map.serialize_entry("ts", self.ts)?;
+        map.serialize_entry("by", self.by.field())?;
+        if let Some((label, start)) = self.period {
+            map.serialize_entry("period", label)?;
+            map.serialize_entry("period_start", start)?;
+        }
+        map.serialize_entry(self.by.field(), self.group)?;
+        map.serialize_entry("connected_seconds", &row.connected)?;
+        map.serialize_entry("connected_hours", &hours(row.connected))?;
+        map.serialize_entry("token_seconds", &row.license_seconds)?;
+        map.serialize_entry("token_hours", &hours(row.license_seconds))?;
+        map.serialize_entry("sessions", &row.sessions)?;
+        map.serialize_entry("peak_licenses", &row.peak)?;
+        map.serialize_entry("peak_at", &self.peak_at)?;
+        map.serialize_entry("denials", &row.denials)?;
+        map.serialize_entry("transient_denials", &row.transient_denials)?;
+        map.end()
+    }
+}
+
+/// The `ts` of records written in a row: the current time as [`opsline::time::now_rfc3339`]
+/// gives it, formatted again only when the millisecond it shows has passed.
+#[derive(Default)]
+struct Stamp {
+    millis: u128,
+    text: String,
+}
+
+impl Stamp {
+    fn now(&mut self) -> &str {
+        let now = SystemTime::now();
+        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        if self.text.is_empty() || millis != self.millis {
+            self.millis = millis;
+            self.text = opsline::time::system_time_rfc3339(now);
+        }
+        &self.text
+    }
 }
 
 fn snapshot(ctx: &Context, args: &SnapshotArgs) -> anyhow::Result<Code> {

@@ -291,19 +291,33 @@ impl Report {
         t >= self.since && t < self.until
     }
 
-    /// The rows, ordered by period and group name: (period start, label, group, row).
-    pub fn rows(&self) -> Vec<(i64, Option<String>, &str, &Row)> {
-        let mut rows: Vec<_> = self
-            .row_keys
-            .iter()
-            .zip(&self.rows)
-            .map(|(&(start, g), row)| {
-                let label = (start != i64::MIN).then(|| self.periods.label(start)).flatten();
-                (start, label, self.names[g as usize].as_str(), row)
+    /// The rows, ordered by period and group name: (period start, group, row).
+    pub fn rows(&self) -> Vec<(i64, &str, &Row)> {
+        // Each group's place among the names, so that the sort compares numbers: a group's
+        // name is its own, and (period, place) orders the rows as (period, name) would.
+        let mut by_name: Vec<usize> = (0..self.names.len()).collect();
+        by_name.sort_unstable_by_key(|&g| self.names[g].as_str());
+        let mut place = vec![0; self.names.len()];
+        for (at, &g) in by_name.iter().enumerate() {
+            place[g] = at;
+        }
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        order.sort_unstable_by_key(|&i| {
+            let (start, g) = self.row_keys[i];
+            (start, place[g as usize])
+        });
+        order
+            .into_iter()
+            .map(|i| {
+                let (start, g) = self.row_keys[i];
+                (start, self.names[g as usize].as_str(), &self.rows[i])
             })
-            .collect();
-        rows.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
-        rows
+            .collect()
+    }
+
+    /// The name of the period starting at `start`; `None` without periods.
+    pub fn label(&self, start: i64) -> Option<String> {
+        (start != i64::MIN).then(|| self.periods.label(start)).flatten()
     }
 }
 
