@@ -170,7 +170,10 @@ pub fn feed_blocks(
             done.push(done_receiver);
         }
         let (order_sender, order) = crossbeam_channel::unbounded::<io::Result<usize>>();
-        let (spare_sender, spare) = crossbeam_channel::bounded::<Block>(jobs.len() * 2);
+        // Room for every block that can be in flight, so that none is dropped and made anew
+        // (a new block's memory is faulted in and zeroed page by page by the kernel).
+        let in_flight = jobs.len() * (2 * BLOCKS_AHEAD + 1) + 2;
+        let (spare_sender, spare) = crossbeam_channel::bounded::<Block>(in_flight);
         scope.spawn(move || {
             if let Err(e) = deal(reader, &jobs, &order_sender, &spare) {
                 let _ = order_sender.send(Err(e));
