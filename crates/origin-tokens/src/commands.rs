@@ -5,7 +5,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use opsline::{Code, Context, Flush, Record, StateFile, WithCode};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command, LogArgs, SnapshotArgs};
@@ -14,9 +13,9 @@ use crate::engine::{
 };
 use crate::input::{feed_blocks, feed_stdin, open, order_by_first_date, unwrap_record};
 use crate::net::{Enricher, IpMatch, PcTable, parse_snapshots};
-use crate::output::{Format, Output, Spreadsheets};
+use crate::output::{Field, Format, Output, Spreadsheets};
 use crate::prepare::Preparer;
-use crate::report::{By, Per, Periods, Report, Row};
+use crate::report::{By, Per, Periods, Report};
 use crate::zone::{DayClock, Zone};
 
 const STATE_VERSION: u32 = 1;
@@ -479,10 +478,9 @@ fn connected_record(
     record
 }
 
-fn hours(seconds: i64) -> Value {
+fn hours(seconds: i64) -> f64 {
     // Two decimals: a spreadsheet column of hours, not a measurement.
-    let rounded = (seconds as f64 / 36.0).round() / 100.0;
-    json!(rounded)
+    (seconds as f64 / 36.0).round() / 100.0
 }
 
 fn write_report(
@@ -499,53 +497,28 @@ fn write_report(
         if per.is_some() && period.as_ref().is_none_or(|p| p.0 != start) {
             period = Some((start, report.label(start).unwrap_or_default(), zone.format(start)));
         }
-        out.emit_serialize(&ReportLine {
-            ts: stamp.now(),
-            by,
-            period: period.as_ref().map(|(_, label, start)| (label.as_str(), start.as_str())),
-            group,
-            row,
-            peak_at: row.peak_at.map(|t| zone.format(t)),
-        })?;
+        let peak_at = row.peak_at.map(|t| zone.format(t));
+        let mut fields = Vec::with_capacity(16);
+        fields.extend([("kind", Field::Text("report")), ("ts", Field::Text(stamp.now()))]);
+        fields.push(("by", Field::Text(by.field())));
+        if let Some((_, label, start)) = &period {
+            fields.extend([("period", Field::Text(label)), ("period_start", Field::Text(start))]);
+        }
+        fields.extend([
+            (by.field(), Field::Text(group)),
+            ("connected_seconds", Field::Int(row.connected)),
+            ("connected_hours", Field::Real(hours(row.connected))),
+            ("token_seconds", Field::Int(row.license_seconds)),
+            ("token_hours", Field::Real(hours(row.license_seconds))),
+            ("sessions", Field::Int(row.sessions.into())),
+            ("peak_licenses", Field::Int(row.peak.into())),
+            ("peak_at", Field::Maybe(peak_at.as_deref())),
+            ("denials", Field::Int(row.denials.into())),
+            ("transient_denials", Field::Int(row.transient_denials.into())),
+        ]);
+        out.emit_fields(&fields)?;
     }
     Ok(())
-}
-
-/// One row of the report as a record: `kind`, `ts`, `by`, the period, the group and the
-/// figures, in that order.
-struct ReportLine<'a> {
-    ts: &'a str,
-    by: By,
-    /// The period's label and start, with `--per`.
-    period: Option<(&'a str, &'a str)>,
-    group: &'a str,
-    row: &'a Row,
-    peak_at: Option<String>,
-}
-
-impl Serialize for ReportLine<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let row = self.row;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("kind", "report")?;
-        map.serialize_entry("ts", self.ts)?;
-        map.serialize_entry("by", self.by.field())?;
-        if let Some((label, start)) = self.period {
-            map.serialize_entry("period", label)?;
-            map.serialize_entry("period_start", start)?;
-        }
-        map.serialize_entry(self.by.field(), self.group)?;
-        map.serialize_entry("connected_seconds", &row.connected)?;
-        map.serialize_entry("connected_hours", &hours(row.connected))?;
-        map.serialize_entry("token_seconds", &row.license_seconds)?;
-        map.serialize_entry("token_hours", &hours(row.license_seconds))?;
-        map.serialize_entry("sessions", &row.sessions)?;
-        map.serialize_entry("peak_licenses", &row.peak)?;
-        map.serialize_entry("peak_at", &self.peak_at)?;
-        map.serialize_entry("denials", &row.denials)?;
-        map.serialize_entry("transient_denials", &row.transient_denials)?;
-        map.end()
-    }
 }
 
 /// The `ts` of records written in a row: the current time as [`opsline::time::now_rfc3339`]
