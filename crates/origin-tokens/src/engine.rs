@@ -118,11 +118,18 @@ pub trait Sink {
     fn server(&mut self, _time: i64, _event: &ServerEvent<'_>) -> anyhow::Result<()> {
         Ok(())
     }
-    /// A key took or gave back licenses.
+    /// A number of the sink's choosing for a key, handed back with each of its changes: the
+    /// engine keeps it in the key's state, which every line reads anyway, so that the sink
+    /// need not look the key up again (a cache miss on nearly every change).
+    fn tag(&mut self, _key: KeyId, _info: &KeyInfo) -> u32 {
+        0
+    }
+    /// A key took or gave back licenses; `tag` is what [`Sink::tag`] gave for it.
     fn change(
         &mut self,
         _time: i64,
         _key: KeyId,
+        _tag: u32,
         _info: &KeyInfo,
         _delta: Delta,
     ) -> anyhow::Result<()> {
@@ -201,8 +208,8 @@ pub struct Stats {
 
 const FIRST_MALFORMED: usize = 5;
 
-/// What a line needs to know of its key: with the key's session slot, eight bytes, so that
-/// none straddles two cache lines.
+/// What a line needs to know of its key: with the key's session slot, twelve bytes in
+/// sixteen, so that none straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
 struct KeyState {
     /// Whether `--user`/`--feature` let the key through.
@@ -210,9 +217,12 @@ struct KeyState {
     /// The key's daemon's place in `Engine::daemons`, once known ([`NO_DAEMON`] before, and
     /// for the rare daemons past the first 65,535, which are looked up every time).
     daemon: u16,
+    /// The sink's [`Sink::tag`] for the key, once asked ([`NO_TAG`] before).
+    tag: u32,
 }
 
 const NO_DAEMON: u16 = u16::MAX;
+const NO_TAG: u32 = u32::MAX;
 
 /// What `--state` keeps between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -348,7 +358,7 @@ impl Engine {
             let selected = (self.users.is_empty() || self.users.contains(&info.user))
                 && (self.features.is_empty() || self.features.contains(&info.feature));
             self.keys.push(info.clone());
-            self.open.add_key(KeyState { selected, daemon: NO_DAEMON });
+            self.open.add_key(KeyState { selected, daemon: NO_DAEMON, tag: NO_TAG });
         }
     }
 
@@ -620,6 +630,7 @@ impl Engine {
         sink: &mut S,
     ) -> anyhow::Result<()> {
         self.resolve_denials(id, sink)?;
+        let tag = self.tag(id, sink);
         let idx = id as usize;
         let ip = self.enricher.as_ref().and_then(|e| e.match_out(t, raw, self.port));
         let (session, started) = self.open.get_or_open(id, || OpenSession {
@@ -643,7 +654,7 @@ impl Engine {
         sink.usage(t, &event)?;
         let delta =
             Delta { licenses: i64::from(usage.licenses), checkouts: 1, session_started: started };
-        sink.change(t, id, key, delta)
+        sink.change(t, id, tag, key, delta)
     }
 
     fn check_in<S: Sink>(
@@ -653,6 +664,7 @@ impl Engine {
         usage: &UsageLine<'_>,
         sink: &mut S,
     ) -> anyhow::Result<()> {
+        let tag = self.tag(id, sink);
         let idx = id as usize;
         let key = &self.keys[idx];
         let event = UsageEvent {
@@ -670,7 +682,7 @@ impl Engine {
         let at = session.checkouts.iter().position(|c| c.1 == usage.licenses).unwrap_or(0);
         let (_, licenses) = session.checkouts.remove(at);
         let delta = Delta { licenses: -i64::from(licenses), checkouts: -1, session_started: false };
-        sink.change(t, id, key, delta)?;
+        sink.change(t, id, tag, key, delta)?;
         if session.checkouts.is_empty()
             && let Some(session) = self.open.take(id)
         {
@@ -698,17 +710,20 @@ impl Engine {
                 continue;
             }
             let end = self.last_seen(&key.daemon, t);
+            let tag = self.tag(id, sink);
             if let Some(session) = self.open.take(id) {
-                self.close(idx, &session, end.max(session.start), "restart", Some(end), sink)?;
+                let at = end.max(session.start);
+                self.close((idx, tag), &session, at, "restart", Some(end), sink)?;
                 closed += 1;
             }
         }
         Ok(closed)
     }
 
+    /// Reports a session closed: `key` is its number and tag.
     fn close<S: Sink>(
         &self,
-        idx: usize,
+        (idx, tag): (usize, u32),
         session: &OpenSession,
         at: i64,
         closed_by: &'static str,
@@ -720,9 +735,28 @@ impl Engine {
         let held = i64::from(session.held());
         let count = i32::try_from(session.checkouts.len()).unwrap_or(i32::MAX);
         let delta = Delta { licenses: -held, checkouts: -count, session_started: false };
-        sink.change(at, id, key, delta)?;
+        sink.change(at, id, tag, key, delta)?;
         let end = end.map(|e| e.max(session.start));
         sink.session(&ClosedSession { key, session, end, until: at, closed_by })
+    }
+
+    /// The sink's tag for key `id`.
+    #[inline]
+    fn tag<S: Sink>(&mut self, id: KeyId, sink: &mut S) -> u32 {
+        match self.open.state(id).tag {
+            NO_TAG => self.new_tag(id, sink),
+            tag => tag,
+        }
+    }
+
+    /// Asks the sink for the tag of a key met for the first time (out of line: [`Engine::tag`]
+    /// is on every checkout and checkin).
+    #[cold]
+    #[inline(never)]
+    fn new_tag<S: Sink>(&mut self, id: KeyId, sink: &mut S) -> u32 {
+        let tag = sink.tag(id, &self.keys[id as usize]);
+        self.open.state_mut(id).tag = tag;
+        tag
     }
 
     #[inline]
@@ -768,8 +802,10 @@ impl Engine {
         let mut order = self.open_by_start();
         order.retain(|&id| self.open.state(id).selected);
         for id in order {
+            let tag = self.tag(id, sink);
             if let Some(session) = self.open.get(id) {
-                self.close(id as usize, session, end.max(session.start), "open", None, sink)?;
+                let at = end.max(session.start);
+                self.close((id as usize, tag), session, at, "open", None, sink)?;
             }
         }
         Ok(())

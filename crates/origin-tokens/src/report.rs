@@ -330,14 +330,19 @@ fn peak(row: &mut Row, held: i64, at: i64) {
 }
 
 impl Sink for Report {
+    /// The key's group.
+    fn tag(&mut self, key: KeyId, info: &KeyInfo) -> u32 {
+        self.group(key, info)
+    }
+
     fn change(
         &mut self,
         time: i64,
-        key: KeyId,
-        info: &KeyInfo,
+        _key: KeyId,
+        g: u32,
+        _info: &KeyInfo,
         delta: Delta,
     ) -> anyhow::Result<()> {
-        let g = self.group(key, info);
         if self.change_within_row(g, time, delta) {
             return Ok(());
         }
