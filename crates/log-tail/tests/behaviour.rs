@@ -190,7 +190,7 @@ fn copytruncate_rereads_from_the_start_and_warns_about_the_window() {
     fs::copy(&log, numbered(&log, 1, false)).unwrap();
     // Written after the copy, before the truncation: lost by design.
     append(&log, &lines(9, 9));
-    OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    truncate(&log);
     append(&log, &lines(10, 30));
     let run = case.tail(&[]);
     assert_eq!(numbers(&run), [range(6, 8), range(10, 30)].concat());
@@ -243,7 +243,7 @@ fn truncated_and_grown_past_the_offset_is_noticed_by_its_first_bytes() {
     let log = case.log();
     append(&log, &lines(1, 3));
     case.tail(&[]);
-    OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    truncate(&log);
     append(&log, &lines(4, 40));
     assert_eq!(numbers(&case.tail(&[])), range(4, 40));
 }
