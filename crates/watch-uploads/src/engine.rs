@@ -359,13 +359,7 @@ impl<W: Write> Engine<W> {
     /// linked elsewhere and unlinked, or deleted): we are behind the file system, and a file
     /// it was linked to may show up with one link and an inode we never saw closed.
     fn remember_vanished(&mut self, path: PathBuf, now: Instant) {
-        if self.vanished.len() >= VANISHED_LIMIT {
-            self.vanished.retain(|_, at| now.duration_since(*at) < VANISHED_MEMORY);
-            if self.vanished.len() >= VANISHED_LIMIT {
-                self.vanished.clear();
-            }
-        }
-        self.vanished.insert(path, now);
+        remember(&mut self.vanished, path, now, VANISHED_LIMIT, VANISHED_MEMORY);
     }
 
     /// True when a closed name vanished before we read its close, and its unlink has not been
@@ -382,13 +376,7 @@ impl<W: Write> Engine<W> {
     }
 
     fn remember_closed(&mut self, key: Key, now: Instant) {
-        if self.closed.len() >= CLOSED_LIMIT {
-            self.closed.retain(|_, at| now.duration_since(*at) < CLOSED_MEMORY);
-            if self.closed.len() >= CLOSED_LIMIT {
-                self.closed.clear();
-            }
-        }
-        self.closed.insert(key, now);
+        remember(&mut self.closed, key, now, CLOSED_LIMIT, CLOSED_MEMORY);
     }
 
     fn on_delete(&mut self, path: &Path, root: usize) -> anyhow::Result<()> {
@@ -775,6 +763,25 @@ fn closed_further_on(event: &Event, rest: &[Event]) -> bool {
                 && later.wd == event.wd
                 && later.name == event.name
         })
+}
+
+/// Remembers `key` as seen at `now` in a map bounded to `limit` entries: when it is full,
+/// entries older than `memory` go, and all of them if that is not enough (a flood of events
+/// must not grow the map without bound).
+fn remember<K: Eq + std::hash::Hash>(
+    map: &mut HashMap<K, Instant>,
+    key: K,
+    now: Instant,
+    limit: usize,
+    memory: Duration,
+) {
+    if map.len() >= limit {
+        map.retain(|_, at| now.duration_since(*at) < memory);
+        if map.len() >= limit {
+            map.clear();
+        }
+    }
+    map.insert(key, now);
 }
 
 /// What the SFTP log says about a file.
