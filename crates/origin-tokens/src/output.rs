@@ -175,34 +175,14 @@ fn write_fields(out: &mut impl Write, fields: &[(&'static str, Field<'_>)]) -> i
         out.write_all(b"\":")?;
         match *value {
             Field::Text(text) | Field::Maybe(Some(text)) => write_str(out, text)?,
-            Field::Int(n) => write_int(out, n)?,
-            // As an I/O error, so that a closed pipe is still seen as one.
+            // As I/O errors, so that a closed pipe is still seen as one.
+            Field::Int(n) => serde_json::to_writer(&mut *out, &n).map_err(io::Error::from)?,
             Field::Real(x) => serde_json::to_writer(&mut *out, &x).map_err(io::Error::from)?,
             Field::Maybe(None) => out.write_all(b"null")?,
         }
         separator = b',';
     }
     out.write_all(if fields.is_empty() { b"{}" } else { b"}" })
-}
-
-/// An integer in decimal (`write!` through the formatting machinery took several times
-/// as long).
-fn write_int(out: &mut impl Write, n: i64) -> io::Result<()> {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.write_all(b"-")?;
-    }
-    out.write_all(&digits[at..])
 }
 
 /// A JSON string: as it is between quotes when nothing in it needs escaping (the times and
